@@ -1,0 +1,70 @@
+"""A registry emulator for Spectro Cloud pack registries and the Docker Registry HTTP API v2 / OCI
+Distribution 1.1, configured like distribution.
+
+In-process use::
+
+    import emulator
+
+    with emulator.start({"storage": {"filesystem": {"rootdirectory": "/tmp/r"}}}) as server:
+        print(server.url)
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import typing as t
+
+from .app import RegistryApp as RegistryApp
+from .app import make_app as make_app
+from .config import Config as Config
+from .config import ConfigError as ConfigError
+from .serving import BackgroundServer as BackgroundServer
+
+
+def load_config(
+    config: t.Mapping[str, t.Any] | str | os.PathLike[str] | Config | None = None,
+) -> Config:
+    """A :class:`Config` from a dict (merged over the development default), YAML text or a path.
+
+    No ``REGISTRY_*`` variables are applied: in-process registries do not depend on the environment.
+    """
+    from . import config as configuration
+
+    if config is None:
+        return configuration.parse(configuration.development_default(), source="<in-process>").config
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, t.Mapping):
+        document = configuration.merged(configuration.development_default(), config)
+        return configuration.parse(document, source="<in-process>").config
+    text = os.fspath(config)
+    if isinstance(config, os.PathLike) or ("\n" not in text and os.path.exists(text)):
+        return configuration.load(text, environ={}).config
+    return configuration.parse(text, source="<in-process>").config
+
+
+def serve_wsgi(
+    app: t.Any, *, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> BackgroundServer:
+    """Serve any WSGI app (a registry, or one wrapped in middleware) in a background thread."""
+    return BackgroundServer(app, host=host, port=port, ssl_context=ssl_context)
+
+
+def start(
+    config: t.Mapping[str, t.Any] | str | os.PathLike[str] | Config | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> BackgroundServer:
+    """Start a registry in a background thread on ``host:port`` (a free port by default).
+
+    With ``http.tls`` configured and no ``ssl_context``, the configured certificates are used.
+    """
+    loaded = load_config(config)
+    if ssl_context is None and loaded.http.tls is not None and loaded.http.tls.certificate:
+        from .tls import server_context
+
+        ssl_context = server_context(loaded.http.tls)
+    return BackgroundServer(make_app(loaded), host=host, port=port, ssl_context=ssl_context)

@@ -1,0 +1,210 @@
+"""The WSGI application: everything every request goes through, once.
+
+Routing, the API-version and configured headers, authentication, repository-name checks, error
+rendering and the access log live here; handlers in :mod:`emulator.handlers` only do their one job.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+import typing as t
+from dataclasses import dataclass
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as RoutingNotFound
+from werkzeug.routing import MapAdapter
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response
+
+from . import routes
+from .errors import NameInvalid
+from .errors import NotFound
+from .errors import RegistryError
+from .errors import Unknown
+from .errors import Unsupported
+from .logs import access_log
+from .logs import combined_log_line
+from .logs import log
+from .reference import is_valid_name
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from .auth import HtpasswdAuthenticator as Authenticator
+    from .config import Config
+    from .storage.registry import Registry
+
+API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+
+
+@dataclass
+class Context:
+    """What a handler needs about the request it serves."""
+
+    request: Request
+    registry: Registry
+    config: Config
+    secret: bytes
+    adapter: MapAdapter
+    api: str
+
+    def url_for(self, endpoint: str, **values: t.Any) -> str:
+        """A ``Location`` for ``endpoint``: absolute unless ``http.relativeurls`` is set."""
+        path = self.adapter.build(f"{self.api}.{endpoint}", values)
+        if self.config.http.relativeurls:
+            return path
+        return self.base_url() + path
+
+    def base_url(self) -> str:
+        if self.config.http.host:
+            return self.config.http.host.rstrip("/")
+        headers = self.request.headers
+        scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip() or self.request.scheme
+        host = headers.get("X-Forwarded-Host", "").split(",")[0].strip() or self.request.host
+        return f"{scheme}://{host}"
+
+
+Handler = t.Callable[..., Response]
+
+
+def _handlers() -> dict[str, Handler]:
+    from .handlers import base
+    from .handlers import blobs
+    from .handlers import catalog
+    from .handlers import manifests
+    from .handlers import referrers
+    from .handlers import tags
+    from .handlers import uploads
+
+    return {
+        routes.BASE: base.api_base,
+        routes.CATALOG: catalog.get_catalog,
+        routes.TAGS: tags.list_tags,
+        routes.MANIFEST: manifests.dispatch,
+        routes.BLOB: blobs.dispatch,
+        routes.UPLOAD_START: uploads.start,
+        routes.UPLOAD: uploads.dispatch,
+        routes.REFERRERS: referrers.list_referrers,
+    }
+
+
+class RegistryApp:
+    """A registry as a WSGI application, built from a :class:`~emulator.config.Config`."""
+
+    def __init__(self, config: Config, registry: Registry, authenticator: Authenticator | None) -> None:
+        self.config = config
+        self.registry = registry
+        self.authenticator = authenticator
+        self.url_map = routes.build_map(config.http.prefix, read_only=config.storage.readonly)
+        self.handlers = _handlers()
+        self.headers = [(k, v) for k, values in config.http.headers.items() for v in values]
+        # Without a configured secret, upload state tokens are signed with a key that lives as long
+        # as the process, as distribution does (and warns about at start).
+        self.secret = (config.http.secret or secrets.token_hex(32)).encode()
+        prefix = config.http.prefix.rstrip("/")
+        self.health_path = f"{prefix}/health"
+        self.root_path = f"{prefix}/"
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
+        request = Request(environ)
+        response = self.respond(request)
+        self._log_access(request, response)
+        return response(environ, start_response)
+
+    def respond(self, request: Request) -> Response:
+        path = request.path
+        if path == self.health_path:
+            return self._finish(Response('{"status":"UP"}', mimetype="application/json"), routed=True)
+        if path == self.root_path:
+            return self._finish(Response(b"", headers={"Cache-Control": "no-cache"}), routed=False)
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, values = adapter.match()
+        except RoutingNotFound:
+            return self._finish(NotFound().get_response(), routed=False)
+        except MethodNotAllowed as e:
+            error = Unsupported(
+                {"method": request.method},
+                message="registry is in read-only mode" if self.config.storage.readonly else None,
+                headers={"Allow": ", ".join(sorted(e.valid_methods or ()))},
+            )
+            return self._finish(error.get_response(), routed=True)
+        api, _, name = str(endpoint).partition(".")
+        try:
+            response = self._dispatch(request, adapter, api, name, values)
+        except RegistryError as e:
+            response = e.get_response()
+        except HTTPException as e:
+            # Werkzeug's own errors (a client that disconnected mid-body, a malformed request).
+            response = Unknown({"reason": e.description}, message=e.name).get_response()
+            response.status_code = e.code or 400
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            response = Unknown().get_response()
+        return self._finish(response, routed=True)
+
+    def _dispatch(
+        self, request: Request, adapter: MapAdapter, api: str, endpoint: str, values: t.Mapping[str, t.Any]
+    ) -> Response:
+        if self.authenticator is not None:
+            self.authenticator.authorize(request, endpoint, values)
+        name = values.get("name")
+        if name is not None and not is_valid_name(name):
+            raise NameInvalid({"name": name})
+        context = Context(request, self.registry, self.config, self.secret, adapter, api)
+        return self.handlers[endpoint](context, **values)
+
+    def _finish(self, response: Response, *, routed: bool) -> Response:
+        response.headers.set(*API_VERSION_HEADER)
+        if routed:
+            for key, value in self.headers:
+                response.headers.add(key, value)
+        return response
+
+    def _log_access(self, request: Request, response: Response) -> None:
+        if access_log.disabled or not access_log.isEnabledFor(20):
+            return
+        access_log.info(
+            combined_log_line(
+                remote=request.remote_addr or "-",
+                user=self.authenticator.username(request) if self.authenticator else None,
+                method=request.method,
+                uri=request.full_path.rstrip("?"),
+                protocol=request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                status=response.status_code,
+                size=response.content_length,
+                referer=request.referrer,
+                user_agent=request.user_agent.string,
+                when=datetime.datetime.now().astimezone(),
+            )
+        )
+
+
+def json_response(document: t.Any, *, status: int = 200, mimetype: str = "application/json") -> Response:
+    body = json.dumps(document)
+    return Response(body, status=status, content_type=f"{mimetype}; charset=utf-8")
+
+
+def make_app(config: Config) -> RegistryApp:
+    """Build the WSGI app, its storage and its authenticator from a configuration."""
+    from .drivers.factory import create
+    from .storage.cache import BlobDescriptorCache
+    from .storage.cache import NoCache
+    from .storage.registry import Registry
+
+    cache = (
+        BlobDescriptorCache(config.storage.blobdescriptorsize)
+        if config.storage.blobdescriptor == "inmemory"
+        else NoCache()
+    )
+    registry = Registry(create(config.storage), cache)
+    authenticator = None
+    if config.auth.htpasswd is not None:
+        from .auth import HtpasswdAuthenticator
+
+        authenticator = HtpasswdAuthenticator(config.auth.htpasswd)
+    return RegistryApp(config, registry, authenticator)

@@ -1,0 +1,1 @@
+"""Storage drivers: where bytes live, behind one narrow interface (see :mod:`.base`)."""

@@ -1,0 +1,264 @@
+"""Apply ``REGISTRY_*`` environment variables to a raw configuration document.
+
+This follows distribution's rules: variables are applied in sorted name order, the name after
+``REGISTRY_`` is split on ``_`` and each segment names a key, matched case-insensitively; values are
+YAML-decoded. The walk is guided by a :class:`Node` tree describing the document's shape, which
+:mod:`emulator.config` builds; this module knows nothing about what the keys mean.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+import yaml
+
+PREFIX = "REGISTRY_"
+#: Names the file; never applied as an override.
+PATH_VARIABLE = "REGISTRY_CONFIGURATION_PATH"
+
+
+@dataclass(frozen=True)
+class Node:
+    """The shape of one part of the configuration document.
+
+    :param kind: ``"map"`` (known keys in *fields*), ``"list"``, ``"str"`` (a string leaf), ``"strlist"``
+        (a string or a list of strings), ``"value"`` (a typed leaf: bool, number, duration) or ``"any"``
+        (free-form, never checked).
+    :param fields: the known keys of a map.
+    :param other: the shape of a map's remaining keys; ``None`` makes them unknown.
+    :param item: the shape of a list's items.
+    :param bare: the map may be written as a bare string naming its only key (``storage: inmemory``).
+    :param envnames: upper-case segments that differ from the YAML key, because distribution matches
+        segments against Go field names.
+    """
+
+    kind: str
+    fields: Mapping[str, Node] = field(default_factory=dict)
+    other: Node | None = None
+    item: Node | None = None
+    bare: bool = False
+    envnames: Mapping[str, str] = field(default_factory=dict)
+
+
+STR = Node("str")
+STRLIST = Node("strlist")
+VALUE = Node("value")
+ANY = Node("any")
+
+
+def struct(fields: Mapping[str, Node], *, other: Node | None = None, bare: bool = False) -> Node:
+    """A map whose keys are known."""
+    return Node("map", fields=fields, other=other, bare=bare)
+
+
+def mapof(item: Node) -> Node:
+    """A map with arbitrary keys, all of shape *item*."""
+    return Node("map", other=item)
+
+
+def listof(item: Node) -> Node:
+    """A list whose items have shape *item*."""
+    return Node("list", item=item)
+
+
+class EnvError(Exception):
+    """An environment variable that cannot be applied.
+
+    :param variable: the variable's name.
+    :param key: the dotted key it was aimed at (or the variable's name).
+    :param problem: what is wrong.
+    """
+
+    def __init__(self, variable: str, key: str, problem: str) -> None:
+        super().__init__(variable, key, problem)
+        self.variable = variable
+        self.key = key
+        self.problem = problem
+
+
+@dataclass
+class Applied:
+    """What :func:`apply` did besides changing the document.
+
+    :param warnings: one line per variable that was ignored.
+    :param origins: dotted key -> the variable that set it (or created it).
+    """
+
+    warnings: list[str] = field(default_factory=list)
+    origins: dict[str, str] = field(default_factory=dict)
+
+
+def apply(document: dict[str, Any], environ: Mapping[str, str], schema: Node) -> Applied:
+    """Apply every ``REGISTRY_*`` variable of *environ* to *document*, in place.
+
+    :raises EnvError: a value is not valid YAML, or a list index is wrong.
+    """
+    applied = Applied()
+    # Sorted, so that REGISTRY_AUTH replaces the section before REGISTRY_AUTH_HTPASSWD_REALM fills it.
+    for name in sorted(environ):
+        if name.startswith(PREFIX) and name != PATH_VARIABLE:
+            _apply_one(document, schema, name, environ[name], applied)
+    return applied
+
+
+def _apply_one(document: dict[str, Any], schema: Node, name: str, value: str, applied: Applied) -> None:
+    segments = name[len(PREFIX) :].split("_")
+    # Resolve the whole path before changing anything, so that an unrecognized segment deep down
+    # leaves no half-created sections behind.
+    steps = _resolve(document, schema, segments, name)
+    if steps is None:
+        applied.warnings.append(f"ignoring unrecognized environment variable {name}")
+        return
+    container: Any = document
+    path: list[str] = []
+    for key, node in steps[:-1]:
+        path.append(str(key))
+        child = _get(container, key)
+        if child is None:
+            child = [] if node.kind in ("list", "strlist") else {}
+            _put(container, key, child)
+            applied.origins[".".join(path)] = name
+        container = child
+    key, node = steps[-1]
+    path.append(str(key))
+    _assign(container, key, node, value, name, ".".join(path), applied)
+
+
+def _resolve(
+    document: dict[str, Any], schema: Node, segments: list[str], name: str
+) -> list[tuple[Any, Node]] | None:
+    """The (key, shape) of each segment, or ``None`` if a segment is not a known key."""
+    steps: list[tuple[Any, Node]] = []
+    container: Any = document
+    node = schema
+    path: list[str] = []
+    for position, segment in enumerate(segments):
+        if not segment:
+            return None
+        if isinstance(container, list):
+            key: Any = _index(container, segment, name, ".".join(path))
+            child_node = node.item or ANY
+        elif isinstance(container, dict):
+            found = _key(container, node, segment)
+            if found is None:
+                return None
+            key, child_node = found
+        else:
+            # A leaf string, boolean or number has no keys to set.
+            return None
+        steps.append((key, child_node))
+        path.append(str(key))
+        if position == len(segments) - 1:
+            break
+        child = _get(container, key)
+        if child is None:
+            if child_node.kind in ("str", "value"):
+                return None
+            child = [] if child_node.kind in ("list", "strlist") else {}
+        elif not isinstance(child, (dict, list)):
+            if child_node.kind in ("map", "any", "list", "strlist"):
+                raise EnvError(
+                    name, ".".join(path), f"cannot set a key inside a {type(child).__name__} value"
+                )
+            return None
+        if child_node.kind == "strlist":
+            child_node = listof(STR)
+        container = child
+        node = child_node
+    return steps
+
+
+def _key(container: dict[Any, Any], node: Node, segment: str) -> tuple[str, Node] | None:
+    upper = segment.upper()
+    if upper in node.envnames:
+        key = node.envnames[upper]
+        return key, node.fields.get(key) or node.other or ANY
+    if node.kind == "map" and segment.lower() in node.fields:
+        return segment.lower(), node.fields[segment.lower()]
+    if node.kind == "map" and node.other is None:
+        return None
+    if node.kind not in ("map", "any"):
+        return None
+    # Free-form keys: reuse an existing key whatever its case (X-Frame-Options), else make a lower-case one.
+    existing = next((k for k in container if isinstance(k, str) and k.upper() == upper), None)
+    return existing or segment.lower(), node.other or ANY
+
+
+def _index(container: list[Any], segment: str, name: str, dotted: str) -> int:
+    if not (segment.isascii() and segment.isdigit()):
+        raise EnvError(name, dotted, f"non-numeric index {segment!r}")
+    index = int(segment)
+    # Setting one past the end appends, so that _0, _1, ... can build a list from nothing.
+    if index > len(container):
+        raise EnvError(name, dotted, f"undefined index {index} (the list has {len(container)} elements)")
+    return index
+
+
+def _get(container: Any, key: Any) -> Any:
+    if isinstance(container, list):
+        return container[key] if key < len(container) else None
+    return container.get(key)
+
+
+def _put(container: Any, key: Any, value: Any) -> None:
+    if isinstance(container, list) and key == len(container):
+        container.append(value)
+    else:
+        container[key] = value
+
+
+def _assign(
+    container: Any, key: Any, node: Node, text: str, name: str, dotted: str, applied: Applied
+) -> None:
+    value = _decode(text, node, name)
+    previous = _get(container, key)
+    kept: str | None = None
+    if node.bare and isinstance(value, str):
+        # A bare type name replaces the whole section, as in distribution (REGISTRY_STORAGE=inmemory drops
+        # cache, delete, ...). But when the section already has that type, its parameters are kept:
+        # distribution would turn REGISTRY_AUTH=htpasswd over a file with htpasswd realm and path into
+        # {htpasswd: {}}, and then fail to start for lack of a path, which is what Spectro's documented
+        # `docker run -e REGISTRY_AUTH=htpasswd -e REGISTRY_AUTH_HTPASSWD_REALM=...` would hit.
+        params: Any = {}
+        if isinstance(previous, dict) and isinstance(previous.get(value), dict):
+            params = previous[value]
+            kept = f"{dotted}.{value}"
+        value = {value: params}
+    _put(container, key, value)
+    prefix = dotted + "."
+    for origin in [k for k in applied.origins if k == dotted or k.startswith(prefix)]:
+        if kept is None or not (origin == kept or origin.startswith(kept + ".")):
+            del applied.origins[origin]
+    if kept is None:
+        applied.origins[dotted] = name
+
+
+def _decode(text: str, node: Node, name: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if node.kind in ("str", "strlist"):
+            # Meant as a string: a secret such as "%x{" need not be valid YAML.
+            return text
+        raise EnvError(name, name, f"invalid YAML value: {yaml_problem(exc)}") from None
+    if node.kind == "str" and not isinstance(value, str):
+        # REGISTRY_HTTP_SECRET=123 means the string "123", and an empty value the empty string.
+        return text
+    if node.kind == "strlist" and not isinstance(value, (str, list)):
+        return text
+    return copy.deepcopy(value)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line describing a PyYAML error, with its line and column when known."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        problem = exc.problem or exc.context or "syntax error"
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            problem = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+        return " ".join(problem.split())
+    return " ".join(str(exc).split())

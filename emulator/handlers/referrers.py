@@ -1,0 +1,25 @@
+"""``/v2/<name>/referrers/<digest>``: the manifests whose ``subject`` is that digest."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from ..app import Context
+from ..app import json_response
+from ..storage.manifests import OCI_INDEX
+from .common import parse_digest
+
+
+def list_referrers(ctx: Context, name: str, digest: str) -> Response:
+    subject = parse_digest(digest)
+    found = ctx.registry.referrers(name, subject)
+    artifact_type = ctx.request.args.get("artifactType")
+    if artifact_type:
+        found = [d for d in found if d.get("artifactType") == artifact_type]
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found}
+    response = json_response(index)
+    # The spec compares this Content-Type exactly, so no charset parameter.
+    response.headers["Content-Type"] = OCI_INDEX
+    if artifact_type:
+        response.headers["OCI-Filters-Applied"] = "artifactType"
+    return response

@@ -1,0 +1,66 @@
+"""Repository names, tags and digests: the grammar every route and store relies on."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import typing as t
+from dataclasses import dataclass
+
+#: A repository name, as the OCI distribution spec defines it.
+NAME_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+#: Clients cap ``host[:port]/name`` at 255 characters; distribution rejects longer names.
+NAME_MAX_LENGTH = 255
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+
+#: Lengths of the hex-encoded part for the algorithms we can verify.
+ALGORITHMS: dict[str, int] = {"sha256": 64, "sha384": 96, "sha512": 128}
+_HEX_RE = re.compile(r"[a-f0-9]+")
+
+
+class InvalidDigest(ValueError):
+    """The text is not a digest this registry can verify."""
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """A content digest such as ``sha256:<64 hex>``."""
+
+    algorithm: str
+    hex: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        if not DIGEST_RE.fullmatch(text):
+            raise InvalidDigest(f"invalid digest format: {text!r}")
+        algorithm, _, encoded = text.partition(":")
+        length = ALGORITHMS.get(algorithm)
+        if length is None:
+            raise InvalidDigest(f"unsupported digest algorithm: {algorithm!r}")
+        if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
+            raise InvalidDigest(f"invalid {algorithm} digest: {text!r}")
+        return cls(algorithm, encoded)
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> t.Any:
+        return hashlib.new(self.algorithm)
+
+
+def is_valid_name(name: str) -> bool:
+    return len(name) <= NAME_MAX_LENGTH and NAME_RE.fullmatch(name) is not None
+
+
+def is_valid_tag(tag: str) -> bool:
+    return TAG_RE.fullmatch(tag) is not None
+
+
+def looks_like_digest(reference: str) -> bool:
+    """A manifest reference with a colon can only be meant as a digest (tags have no colon)."""
+    return ":" in reference

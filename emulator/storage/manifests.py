@@ -1,0 +1,199 @@
+"""Manifests: parsed, checked against what the repository holds, stored as blobs and linked."""
+
+from __future__ import annotations
+
+import functools
+import json
+import typing as t
+from dataclasses import dataclass
+
+from ..drivers.base import PathNotFound
+from ..drivers.base import StorageDriver
+from ..errors import ManifestBlobUnknown
+from ..errors import ManifestInvalid
+from ..errors import ManifestUnknown
+from ..reference import Digest
+from ..reference import InvalidDigest
+from . import paths
+from .blobs import BlobStore
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+MANIFEST_TYPES = IMAGE_TYPES + INDEX_TYPES
+
+#: Manifests above this size are refused, as distribution refuses them.
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ParsedManifest:
+    media_type: str
+    #: Blobs (config and layers) an image manifest needs in the repository.
+    blobs: tuple[Digest, ...]
+    #: Manifests an index needs in the repository.
+    children: tuple[Digest, ...]
+    subject: Digest | None
+    artifact_type: str | None
+    annotations: dict[str, str] | None
+    #: Children of a Docker manifest list by platform, for Accept fallback.
+    platforms: tuple[tuple[str, str, Digest], ...] = ()
+    config_media_type: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    digest: Digest
+    content: bytes
+    media_type: str
+
+
+def parse(content: bytes, content_type: str | None = None) -> ParsedManifest:
+    """Parse and check a manifest's shape; :class:`ManifestInvalid` says what is wrong."""
+    try:
+        document = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestInvalid({"reason": f"invalid JSON: {e}"}) from None
+    if not isinstance(document, dict):
+        raise ManifestInvalid({"reason": "a manifest is a JSON object"})
+    declared = document.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise ManifestInvalid({"reason": "mediaType must be a string"})
+    media_type = _media_type(document, declared, content_type)
+    if media_type in DOCKER_SCHEMA1 or document.get("schemaVersion") == 1:
+        raise ManifestInvalid({"reason": "schema1 manifests are not supported"})
+    if document.get("schemaVersion") != 2:
+        raise ManifestInvalid({"reason": "schemaVersion must be 2"})
+    subject = _descriptor_digest(document["subject"], "subject") if "subject" in document else None
+    artifact_type = document.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise ManifestInvalid({"reason": "artifactType must be a string"})
+    annotations = document.get("annotations")
+    if annotations is not None and not isinstance(annotations, dict):
+        raise ManifestInvalid({"reason": "annotations must be an object"})
+    if media_type in INDEX_TYPES:
+        entries = document.get("manifests")
+        if not isinstance(entries, list):
+            raise ManifestInvalid({"reason": "an index needs a manifests list"})
+        children = tuple(_descriptor_digest(e, "manifests[]") for e in entries)
+        platforms = tuple(
+            (str(e["platform"].get("os")), str(e["platform"].get("architecture")), child)
+            for e, child in zip(entries, children, strict=True)
+            if isinstance(e.get("platform"), dict)
+        )
+        return ParsedManifest(media_type, (), children, subject, artifact_type, annotations, platforms)
+    config = document.get("config")
+    layers = document.get("layers")
+    if not isinstance(config, dict):
+        raise ManifestInvalid({"reason": "an image manifest needs a config descriptor"})
+    if not isinstance(layers, list):
+        raise ManifestInvalid({"reason": "an image manifest needs a layers list"})
+    needed = [_descriptor_digest(config, "config")]
+    for layer in layers:
+        digest = _descriptor_digest(layer, "layers[]")
+        # Foreign layers live elsewhere (their urls); the registry is not expected to hold them.
+        if not layer.get("urls"):
+            needed.append(digest)
+    config_type = config.get("mediaType")
+    return ParsedManifest(
+        media_type,
+        tuple(needed),
+        (),
+        subject,
+        artifact_type,
+        annotations,
+        config_media_type=config_type if isinstance(config_type, str) else None,
+    )
+
+
+def _media_type(document: dict[str, t.Any], declared: str | None, content_type: str | None) -> str:
+    header = (content_type or "").split(";")[0].strip()
+    if header in MANIFEST_TYPES or header in DOCKER_SCHEMA1:
+        if declared is not None and declared != header:
+            raise ManifestInvalid(
+                {"reason": f"mediaType {declared!r} does not match Content-Type {header!r}"}
+            )
+        return header
+    if declared is not None:
+        if declared not in MANIFEST_TYPES and declared not in DOCKER_SCHEMA1:
+            raise ManifestInvalid({"reason": f"unsupported manifest mediaType {declared!r}"})
+        return declared
+    # The OCI spec lets mediaType be absent: the shape tells an index from an image manifest.
+    return OCI_INDEX if "manifests" in document else OCI_MANIFEST
+
+
+def _descriptor_digest(descriptor: t.Any, where: str) -> Digest:
+    if not isinstance(descriptor, dict):
+        raise ManifestInvalid({"reason": f"{where} must be a descriptor object"})
+    if not isinstance(descriptor.get("size", 0), int):
+        raise ManifestInvalid({"reason": f"{where}.size must be an integer"})
+    try:
+        return Digest.parse(str(descriptor.get("digest", "")))
+    except InvalidDigest as e:
+        raise ManifestInvalid({"reason": f"{where}.digest: {e}"}) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_stored(content: bytes) -> ParsedManifest:
+    """Parse a manifest read back from storage (content is immutable, so results are cached)."""
+    return parse(content)
+
+
+class ManifestStore:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+        self.driver = driver
+        self.blobs = blobs
+
+    def exists(self, name: str, digest: Digest) -> bool:
+        try:
+            self.driver.stat(paths.manifest_revision_link(name, digest))
+        except PathNotFound:
+            return False
+        return True
+
+    def get(self, name: str, digest: Digest) -> StoredManifest:
+        if not self.exists(name, digest):
+            raise ManifestUnknown({"digest": str(digest)})
+        try:
+            content = self.blobs.get(digest)
+        except PathNotFound:
+            raise ManifestUnknown({"digest": str(digest)}) from None
+        return StoredManifest(digest, content, parse_stored(content).media_type)
+
+    def put(
+        self, name: str, content: bytes, content_type: str | None, algorithm: str = "sha256"
+    ) -> tuple[Digest, ParsedManifest]:
+        parsed = parse(content, content_type)
+        unknown = [d for d in parsed.blobs if not self.blobs.is_linked(name, d)]
+        unknown += [d for d in parsed.children if not self.exists(name, d)]
+        if unknown:
+            raise ManifestBlobUnknown([{"digest": str(d)} for d in unknown])
+        digest = self.blobs.put(content, algorithm)
+        # Like distribution, a manifest is linked as a revision only, not as a layer.
+        self.driver.put_content(paths.manifest_revision_link(name, digest), str(digest).encode())
+        return digest, parsed
+
+    def delete(self, name: str, digest: Digest) -> None:
+        if not self.exists(name, digest):
+            raise ManifestUnknown({"digest": str(digest)})
+        self.driver.delete(paths.manifest_revision_link(name, digest).rsplit("/", 1)[0])
+
+    def digests(self, name: str) -> list[Digest]:
+        found = []
+        try:
+            algorithms = self.driver.list(paths.manifest_revisions(name))
+        except PathNotFound:
+            return []
+        for algorithm_dir in algorithms:
+            for entry in self.driver.list(algorithm_dir):
+                algorithm, hex_ = entry.rsplit("/", 2)[-2:]
+                if self.driver.exists(f"{entry}/link"):
+                    found.append(Digest(algorithm, hex_))
+        return found

@@ -1,0 +1,692 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from emulator import config
+from emulator.config import ConfigError
+
+MINIMAL: dict[str, Any] = {"version": "0.1", "storage": {"inmemory": {}}}
+TUTORIAL = "version: 0.1\nlog:\n  level: debug\nstorage: inmemory\nhttp:\n  addr: :5000\n"
+
+
+def parse(
+    override: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> config.LoadedConfig:
+    return config.parse(config.merged(MINIMAL, override or {}), source="test.yml", environ=environ)
+
+
+def fails(override: dict[str, Any], environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(override, environ)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{info.value.source}: {info.value.key}: ")
+    return info.value
+
+
+def pack_registry(environ: dict[str, str]) -> config.Config:
+    return config.load(config.pack_registry_default_path(), environ).config
+
+
+# -- version and document ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["version: 0.1", "version: '0.1'", 'version: "0.1"'])
+def test_version_accepted(text: str) -> None:
+    loaded = config.parse(f"{text}\nstorage: inmemory\n", source="c.yml")
+    assert loaded.config.version == "0.1"
+    assert loaded.config.source == "c.yml"
+
+
+@pytest.mark.parametrize(("text", "shown"), [("", '""'), ("version: 0.2", '"0.2"'), ("version: '1'", '"1"')])
+def test_version_rejected(text: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(f"{text}\nstorage: inmemory\n", source="c.yml")
+    assert str(info.value) == f'c.yml: version: unsupported version {shown}; must be "0.1"'
+
+
+def test_yaml_syntax_error_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text("version: 0.1\nstorage:\n  inmemory: {}\n bad: [\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path, {})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: line ")
+    assert "invalid YAML: " in message
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n"])
+def test_top_level_must_be_a_mapping(text: str) -> None:
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        config.parse(text, source="c.yml")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        config.load(tmp_path / "missing.yml", {})
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "fragment"),
+    [
+        ({"log": {"level": "loud"}}, "log.level", 'must be one of error, warn, info, debug (got "loud")'),
+        ({"log": {"formatter": "xml"}}, "log.formatter", "must be one of text, json, logstash"),
+        ({"log": {"accesslog": {"disabled": "sometimes"}}}, "log.accesslog.disabled", "must be a boolean"),
+        ({"http": {"headers": 5}}, "http.headers", "must be a mapping"),
+        ({"http": {"headers": {"X-A": {"b": 1}}}}, "http.headers.X-A", "must be a list of strings"),
+        ({"storage": {"delete": {"enabled": "maybe"}}}, "storage.delete.enabled", "must be a boolean"),
+        ({"http": {"addr": [1]}}, "http.addr", "must be a string (got a list)"),
+        ({"http": {"addr": "localhost"}}, "http.addr", "missing port"),
+        ({"http": {"addr": ":http"}}, "http.addr", "is not a number"),
+        ({"http": {"addr": ":70000"}}, "http.addr", "out of range"),
+        ({"http": {"addr": "[::1:5000"}}, "http.addr", "unbalanced brackets"),
+        ({"http": {"addr": "::1]:5000"}}, "http.addr", "unbalanced brackets"),
+        ({"http": {"addr": "::1:5000"}}, "http.addr", "in brackets"),
+        ({"http": {"net": "udp"}}, "http.net", "must be one of tcp, unix"),
+        ({"http": {"prefix": "/v1"}}, "http.prefix", "must start and end with /"),
+        ({"http": {"host": "registry.example.com"}}, "http.host", "absolute URL"),
+        ({"http": {"draintimeout": "soon"}}, "http.draintimeout", "must be a duration"),
+        ({"http": {"relativeurls": 1}}, "http.relativeurls", "must be a boolean"),
+        ({"http": {"tls": {"minimumtls": "tls9"}}}, "http.tls.minimumtls", "unknown minimum TLS level"),
+        ({"http": {"tls": {"certificate": "/c.pem"}}}, "http.tls.key", "required"),
+        (
+            {"http": {"tls": {"certificate": "/c", "key": "/k", "letsencrypt": {"cachefile": "/d"}}}},
+            "http.tls",
+            "cannot specify both certificate and Let's Encrypt",
+        ),
+        (
+            {"http": {"tls": {"letsencrypt": {"email": "a@b.c"}}}},
+            "http.tls.letsencrypt.cachefile",
+            "required",
+        ),
+        (
+            {"storage": {"filesystem": {}}},
+            "storage",
+            "exactly one storage driver allowed, found inmemory and filesystem",
+        ),
+        ({"storage": {"azure": {"accountname": "x"}}}, "storage", "exactly one storage driver allowed"),
+        (
+            {"storage": {"cache": {"blobdescriptor": "redis"}}},
+            "storage.cache.blobdescriptor",
+            "redis section",
+        ),
+        (
+            {"storage": {"maintenance": {"uploadpurging": {"age": "a week"}}}},
+            "storage.maintenance.uploadpurging.age",
+            "duration",
+        ),
+        (
+            {"storage": {"maintenance": {"readonly": True}}},
+            "storage.maintenance.readonly",
+            "must be a mapping",
+        ),
+        ({"auth": {"htpasswd": {"path": "/p"}}}, "auth.htpasswd.realm", "required"),
+        ({"auth": {"htpasswd": {"realm": "r"}}}, "auth.htpasswd.path", "required"),
+        ({"auth": {"token": {"realm": "r"}}}, "auth", 'auth type "token" is not supported by this emulator'),
+        ({"auth": "silly"}, "auth", "(supported: htpasswd)"),
+        (
+            {"auth": {"htpasswd": {}, "token": {}}},
+            "auth",
+            "exactly one auth type allowed, found htpasswd and token",
+        ),
+        ({"auth": [1]}, "auth", "must be a mapping"),
+        ({"catalog": {"maxentries": -1}}, "catalog.maxentries", "at least 0"),
+    ],
+)
+def test_errors_name_the_key(override: dict[str, Any], key: str, fragment: str) -> None:
+    error = fails(override)
+    assert error.key == key
+    assert error.source == "test.yml"
+    assert fragment in error.problem
+
+
+@pytest.mark.parametrize(
+    ("storage", "problem"),
+    [
+        (None, "no storage driver configured; set one of inmemory, filesystem, s3"),
+        ({"delete": {"enabled": True}, "cache": {}}, "no storage driver configured"),
+        ({"filesystem": {}, "s3": {}}, "exactly one storage driver allowed, found filesystem and s3"),
+        ({"gcs": {}}, 'storage driver "gcs" is not supported by this emulator'),
+        ({"filesystem": {"maxthreads": "many"}}, "must be an integer"),
+        ("azure", 'storage driver "azure" is not supported'),
+        (5, "must be a mapping or a driver name"),
+    ],
+)
+def test_storage_drivers(storage: Any, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse({"version": "0.1", "storage": storage}, source="c.yml")
+    assert info.value.key.startswith("storage")
+    assert problem in info.value.problem
+
+
+def test_filesystem_maxthreads_is_raised_to_its_minimum() -> None:
+    loaded = config.parse({"version": "0.1", "storage": {"filesystem": {"maxthreads": 3}}}, source="c.yml")
+    assert loaded.config.storage.maxthreads == 25
+    assert loaded.warnings == (
+        "c.yml: storage.filesystem.maxthreads: 3 is below the minimum of 25; using 25",
+    )
+
+
+@pytest.mark.parametrize(
+    ("s3", "key", "fragment"),
+    [
+        ({"region": None}, "storage.s3.region", "required"),
+        ({"bucket": ""}, "storage.s3.bucket", "required"),
+        ({"chunksize": 5 * config.MiB - 1}, "storage.s3.chunksize", "between"),
+        ({"chunksize": 5 * config.GiB + 1}, "storage.s3.chunksize", "between"),
+        ({"port": 0}, "storage.s3.port", "between 1 and 65535"),
+        ({"port": 65536}, "storage.s3.port", "between 1 and 65535"),
+        ({"port": "http"}, "storage.s3.port", "must be an integer"),
+        ({"secure": "yes please"}, "storage.s3.secure", "must be a boolean"),
+    ],
+)
+def test_s3_errors(s3: dict[str, Any], key: str, fragment: str) -> None:
+    params = {
+        key: value for key, value in {"region": "us-east-1", "bucket": "b", **s3}.items() if value is not None
+    }
+    document = {"version": "0.1", "storage": {"s3": params}}
+    with pytest.raises(ConfigError) as info:
+        config.parse(document, source="c.yml")
+    assert info.value.key == key
+    assert fragment in str(info.value)
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+def test_defaults_of_a_minimal_document() -> None:
+    loaded = parse()
+    c = loaded.config
+    assert (c.log.level, c.log.formatter, c.log.fields, c.log.accesslog_disabled) == (
+        "info",
+        "text",
+        {},
+        False,
+    )
+    assert c.storage.driver == "inmemory"
+    assert (c.storage.delete_enabled, c.storage.readonly, c.storage.blobdescriptor) == (False, False, None)
+    assert c.storage.uploadpurging == config.UploadPurgingConfig(True, 7 * 24 * 3600.0, 24 * 3600.0, False)
+    assert c.http == config.HTTPConfig()
+    assert c.http.headers == {}
+    assert c.auth.htpasswd is None
+    assert (c.redis, c.catalog_maxentries, c.tags_maxtags) == (None, 1000, 1000)
+    assert loaded.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("addr", "host", "port"),
+    [
+        (":5000", "", 5000),
+        ("0.0.0.0:5000", "0.0.0.0", 5000),
+        ("127.0.0.1:5000", "127.0.0.1", 5000),
+        ("[::1]:5000", "::1", 5000),
+        ("localhost:5000", "localhost", 5000),
+        ("127.0.0.1:0", "127.0.0.1", 0),
+    ],
+)
+def test_http_addr_forms(addr: str, host: str, port: int) -> None:
+    http = parse({"http": {"addr": addr}}).config.http
+    assert (http.listen_host(), http.listen_port()) == (host, port)
+
+
+def test_unix_socket_addr() -> None:
+    http = parse({"http": {"net": "unix", "addr": "/run/registry.sock"}}).config.http
+    assert (http.net, http.addr) == ("unix", "/run/registry.sock")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("300ms", 0.3),
+        ("10s", 10.0),
+        ("1m30s", 90.0),
+        ("168h", 604800.0),
+        ("1.5h", 5400.0),
+        (7, 7.0),
+        ("0", 0.0),
+    ],
+)
+def test_durations(text: Any, seconds: float) -> None:
+    assert parse({"http": {"draintimeout": text}}).config.http.draintimeout == pytest.approx(seconds)
+
+
+def test_typed_values() -> None:
+    c = parse(
+        {
+            "log": {
+                "level": "DEBUG",
+                "formatter": "json",
+                "fields": {"service": "r"},
+                "accesslog": {"disabled": "TRUE"},
+            },
+            "storage": {
+                "delete": {"enabled": "true"},
+                "redirect": {"disable": True},
+                "cache": {"layerinfo": "inmemory", "blobdescriptorsize": 5},
+                "maintenance": {
+                    "uploadpurging": {"enabled": False, "age": "1h", "interval": "10m", "dryrun": "False"},
+                    "readonly": {"enabled": True},
+                },
+            },
+            "http": {
+                "prefix": "/v1/",
+                "host": "https://r.example.com",
+                "secret": 123,
+                "headers": {"X-One": "a", "X-Two": ["b", "c"]},
+                "http2": {"disabled": True},
+                "tls": {
+                    "certificate": "/c.pem",
+                    "key": "/k.pem",
+                    "clientcas": ["/ca.pem"],
+                    "minimumtls": "tls1.3",
+                },
+            },
+            "catalog": {"maxentries": 5},
+        }
+    ).config
+    assert (c.log.level, c.log.formatter, c.log.fields, c.log.accesslog_disabled) == (
+        "debug",
+        "json",
+        {"service": "r"},
+        True,
+    )
+    s = c.storage
+    assert (s.delete_enabled, s.redirect_disable, s.readonly, s.blobdescriptor, s.blobdescriptorsize) == (
+        True,
+        True,
+        True,
+        "inmemory",
+        5,
+    )
+    assert s.uploadpurging == config.UploadPurgingConfig(False, 3600.0, 600.0, False)
+    assert c.http.headers == {"X-One": ("a",), "X-Two": ("b", "c")}
+    assert (c.http.prefix, c.http.host, c.http.secret, c.http.http2_disabled) == (
+        "/v1/",
+        "https://r.example.com",
+        "123",
+        True,
+    )
+    assert c.http.tls == config.TLSConfig("/c.pem", "/k.pem", ("/ca.pem",), "tls1.3")
+    assert c.catalog_maxentries == 5
+
+
+def test_filesystem_and_s3() -> None:
+    fs = config.parse({"version": 0.1, "storage": {"filesystem": {"rootdirectory": "/d"}}}, source="c").config
+    assert (fs.storage.driver, fs.storage.rootdirectory, fs.storage.maxthreads) == ("filesystem", "/d", 100)
+    doc = {
+        "version": "0.1",
+        "storage": {"s3aws": {"region": "us-east-1", "bucket": "b", "port": 9000, "secure": "false"}},
+    }
+    s3 = config.parse(doc, source="c").config.storage
+    assert s3.driver == "s3"
+    assert s3.s3 is not None
+    assert (s3.s3.region, s3.s3.bucket, s3.s3.port, s3.s3.secure, s3.s3.chunksize) == (
+        "us-east-1",
+        "b",
+        9000,
+        False,
+        10 * config.MiB,
+    )
+
+
+def test_letsencrypt_turns_tls_on() -> None:
+    tls = parse(
+        {"http": {"tls": {"letsencrypt": {"cachefile": "/le", "hosts": ["a.example"]}}}}
+    ).config.http.tls
+    assert tls is not None and tls.letsencrypt is not None
+    assert (tls.certificate, tls.letsencrypt.hosts) == (None, ("a.example",))
+    assert tls.letsencrypt.directoryurl == "https://acme-v02.api.letsencrypt.org/directory"
+    assert parse({"http": {"tls": {"minimumtls": "tls1.3"}}}).config.http.tls is None
+
+
+@pytest.mark.parametrize("auth", [None, {}, "none", {"none": {}}])
+def test_no_auth(auth: Any) -> None:
+    assert parse({"auth": auth}).config.auth.htpasswd is None
+
+
+def test_redis_cache() -> None:
+    c = parse(
+        {
+            "redis": {"addr": "localhost:6379", "dialtimeout": "10ms"},
+            "storage": {"cache": {"blobdescriptor": "redis"}},
+        }
+    )
+    assert c.config.storage.blobdescriptor == "redis"
+    assert c.config.redis is not None and c.config.redis.dialtimeout == pytest.approx(0.01)
+
+
+# -- warnings ----------------------------------------------------------------------------------------
+
+
+def test_unknown_keys_warn() -> None:
+    loaded = parse(
+        {
+            "storage": {"inmemory": {"x": 1}},
+            "bogus": 1,
+            "http": {"tls": {"nope": True}},
+            "log": {"colour": "red"},
+        }
+    )
+    assert set(loaded.warnings) == {
+        "test.yml: unknown key storage.inmemory.x (ignored)",
+        "test.yml: unknown key bogus (ignored)",
+        "test.yml: unknown key http.tls.nope (ignored)",
+        "test.yml: unknown key log.colour (ignored)",
+    }
+
+
+def test_unknown_driver_parameter_warns() -> None:
+    doc = {"version": "0.1", "storage": {"filesystem": {"rootdir": "/x"}}}
+    assert config.parse(doc, source="config.yml").warnings == (
+        "config.yml: unknown key storage.filesystem.rootdir (ignored)",
+    )
+
+
+def test_known_but_ignored_sections_do_not_warn() -> None:
+    ignored = {
+        **{
+            name: {"a": 1} for name in ["notifications", "health", "validation", "compatibility", "reporting"]
+        },
+        **{name: {"a": 1} for name in ["proxy", "middleware", "debug", "hooks", "policy"]},
+        "loglevel": "info",
+        "catalog": {"maxentries": 10},
+        "tags": {"maxtags": 10},
+        "http": {
+            "http2": {"disabled": False},
+            "h2c": {"enabled": True},
+            "debug": {"addr": ":5001"},
+            "tls": {"clientauth": "x"},
+        },
+        "log": {"reportcaller": True, "hooks": [{"type": "mail"}]},
+        "storage": {"tag": {"concurrencylimit": 8}},
+    }
+    assert parse(ignored).warnings == ()
+
+
+def test_unknown_cache_type_warns_and_disables() -> None:
+    loaded = parse({"storage": {"cache": {"blobdescriptor": "memcached"}}})
+    assert loaded.config.storage.blobdescriptor is None
+    assert loaded.warnings == (
+        'test.yml: storage.cache.blobdescriptor: unknown cache type "memcached", caching disabled',
+    )
+
+
+# -- environment overrides ------------------------------------------------------------------------------
+
+
+def test_env_log_level() -> None:
+    assert parse(environ={"REGISTRY_LOG_LEVEL": "debug"}).config.log.level == "debug"
+    assert parse(environ=None).config.log.level == "info"
+
+
+def test_env_error_names_file_key_and_variable() -> None:
+    error = fails({}, {"REGISTRY_LOG_LEVEL": "loud"})
+    assert str(error) == (
+        'test.yml: log.level: must be one of error, warn, info, debug (got "loud" from REGISTRY_LOG_LEVEL)'
+    )
+
+
+def test_env_storage_replaces_the_section() -> None:
+    c = parse({"storage": {"delete": {"enabled": True}}}, {"REGISTRY_STORAGE": "inmemory"}).config
+    assert (c.storage.driver, c.storage.delete_enabled) == ("inmemory", False)
+    c = parse({}, {"REGISTRY_STORAGE": "inmemory", "REGISTRY_STORAGE_DELETE_ENABLED": "true"}).config
+    assert c.storage.delete_enabled is True
+
+
+def test_env_storage_s3() -> None:
+    environ = {
+        "REGISTRY_STORAGE": "s3",
+        "REGISTRY_STORAGE_S3_REGION": "us-east-1",
+        "REGISTRY_STORAGE_S3_BUCKET": "b",
+    }
+    loaded = parse({"storage": {"cache": {"blobdescriptor": "inmemory"}}}, environ)
+    assert loaded.config.storage.s3 is not None and loaded.config.storage.s3.bucket == "b"
+    assert loaded.config.storage.blobdescriptor is None
+    error = fails({}, {"REGISTRY_STORAGE": "s3"})
+    assert str(error) == "test.yml: storage.s3.region: required (from REGISTRY_STORAGE)"
+
+
+def test_env_second_driver_is_an_error() -> None:
+    document = "version: 0.1\nstorage:\n  filesystem: {}\n"
+    with pytest.raises(ConfigError) as info:
+        config.parse(document, source="config.yml", environ={"REGISTRY_STORAGE_S3_BUCKET": "b"})
+    assert str(info.value) == (
+        "config.yml: storage: exactly one storage driver allowed, found filesystem and s3"
+        " (s3 from REGISTRY_STORAGE_S3_BUCKET)"
+    )
+
+
+def test_env_http() -> None:
+    environ = {
+        "REGISTRY_HTTP_ADDR": "127.0.0.1:6000",
+        "REGISTRY_HTTP_SECRET": "123",
+        "REGISTRY_HTTP_RELATIVEURLS": "true",
+        "REGISTRY_HTTP_HEADERS_X-CUSTOM": "yes",
+        "REGISTRY_HTTP_HEADERS_X-FRAME-OPTIONS": "[SAMEORIGIN]",
+    }
+    loaded = parse({"http": {"headers": {"X-Frame-Options": ["DENY"]}}}, environ)
+    http = loaded.config.http
+    assert (http.listen_port(), http.secret, http.relativeurls) == (6000, "123", True)
+    assert http.headers == {"X-Frame-Options": ("SAMEORIGIN",), "x-custom": ("yes",)}
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"REGISTRY_STORAGE_MAINTENANCE_READONLY": "{enabled: true}"},
+        {"REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED": "true"},
+        {"REGISTRY_STORAGE_MAINTENANCE": "{readonly: {enabled: true}}"},
+    ],
+)
+def test_env_readonly(environ: dict[str, str]) -> None:
+    assert parse(environ=environ).config.storage.readonly is True
+
+
+def test_env_uploadpurging() -> None:
+    environ = {
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED": "false",
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "2h",
+    }
+    purging = parse(environ=environ).config.storage.uploadpurging
+    assert (purging.enabled, purging.age) == (False, 7200.0)
+
+
+def test_env_list_index() -> None:
+    environ = {
+        "REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE": "/le",
+        "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0": "a.example",
+        "REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_1": "b.example",
+    }
+    tls = parse(environ=environ).config.http.tls
+    assert tls is not None and tls.letsencrypt is not None
+    assert tls.letsencrypt.hosts == ("a.example", "b.example")
+    over = {"http": {"tls": {"letsencrypt": {"cachefile": "/le", "hosts": ["old.example", "keep.example"]}}}}
+    tls = parse(over, {"REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0": "new.example"}).config.http.tls
+    assert tls is not None and tls.letsencrypt is not None
+    assert tls.letsencrypt.hosts == ("new.example", "keep.example")
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_5", "undefined index 5"),
+        ("REGISTRY_HTTP_TLS_CLIENTCAS_FIRST", "non-numeric index"),
+    ],
+)
+def test_env_bad_list_index(name: str, problem: str) -> None:
+    error = fails({}, {name: "x"})
+    assert error.source == f"environment variable {name}"
+    assert problem in error.problem
+
+
+def test_env_htpasswd_path() -> None:
+    c = parse(
+        {"auth": {"htpasswd": {"realm": "r", "path": "/a"}}}, {"REGISTRY_AUTH_HTPASSWD_PATH": "/b"}
+    ).config
+    assert c.auth.htpasswd == config.HtpasswdConfig("r", "/b")
+
+
+def test_spectro_docker_run_example_keeps_the_files_htpasswd_path() -> None:
+    environ = {
+        "REGISTRY_LOG_LEVEL": "debug",
+        "REGISTRY_AUTH": "htpasswd",
+        "REGISTRY_AUTH_HTPASSWD_REALM": "My Enterprise Realm",
+    }
+    c = pack_registry(environ)
+    assert c.auth.htpasswd == config.HtpasswdConfig("My Enterprise Realm", "/auth/htpasswd-basic")
+    assert c.log.level == "debug"
+    assert (c.storage.driver, c.storage.rootdirectory) == ("filesystem", "/data/.spectro-server")
+
+
+def test_tutorial_dockerfile() -> None:
+    environ = {
+        "REGISTRY_LOG_LEVEL": "info",
+        "REGISTRY_AUTH": "htpasswd",
+        "REGISTRY_AUTH_HTPASSWD_REALM": "Registry Realm",
+        "REGISTRY_AUTH_HTPASSWD_PATH": "/auth/htpasswd-basic",
+    }
+    loaded = config.parse(TUTORIAL, source="registry-config.yml", environ=environ)
+    c = loaded.config
+    assert c.log.level == "info"
+    assert c.auth.htpasswd == config.HtpasswdConfig("Registry Realm", "/auth/htpasswd-basic")
+    assert (c.storage.driver, c.http.addr) == ("inmemory", ":5000")
+    assert loaded.raw["auth"] == {"htpasswd": {"realm": "Registry Realm", "path": "/auth/htpasswd-basic"}}
+
+
+def test_env_other_auth_type_drops_the_old_one() -> None:
+    with pytest.raises(ConfigError, match='auth type "token" is not supported'):
+        pack_registry({"REGISTRY_AUTH": "token"})
+    assert pack_registry({"REGISTRY_AUTH": "none"}).auth.htpasswd is None
+
+
+def test_env_unrecognized_variables_warn() -> None:
+    environ = {
+        "REGISTRY_FOO": "1",
+        "REGISTRY_LOG_COLOUR": "red",
+        "REGISTRY_REDIS_NOPE_DEEPER": "1",
+        "REGISTRY_LOG_LEVEL_X": "1",
+        "REGISTRY_CONFIGURATION_PATH": "/ignored.yml",
+        "OTHER": "x",
+    }
+    loaded = parse(environ=environ)
+    assert loaded.warnings == tuple(
+        f"ignoring unrecognized environment variable {name}"
+        for name in [
+            "REGISTRY_FOO",
+            "REGISTRY_LOG_COLOUR",
+            "REGISTRY_LOG_LEVEL_X",
+            "REGISTRY_REDIS_NOPE_DEEPER",
+        ]
+    )
+    assert "redis" not in loaded.raw
+
+
+def test_env_free_form_sections() -> None:
+    environ = {
+        "REGISTRY_LOG_FIELDS_ENV": "prod",
+        "REGISTRY_NOTIFICATIONS_EVENTCONFIG_INCLUDEREFERENCES": "true",
+    }
+    loaded = parse(environ=environ)
+    assert loaded.config.log.fields == {"env": "prod"}
+    assert loaded.raw["notifications"] == {"events": {"includereferences": True}}
+
+
+def test_env_invalid_yaml_value() -> None:
+    name = "REGISTRY_STORAGE_MAINTENANCE_READONLY"
+    error = fails({}, {name: "{enabled: true"})
+    assert (error.source, error.key) == (f"environment variable {name}", name)
+    assert error.problem.startswith("invalid YAML value: ")
+
+
+def test_env_string_values_need_not_be_yaml() -> None:
+    http = parse(
+        environ={"REGISTRY_HTTP_SECRET": "%{not yaml", "REGISTRY_HTTP_HOST": "https://h.example"}
+    ).config.http
+    assert (http.secret, http.host) == ("%{not yaml", "https://h.example")
+
+
+def test_env_version_stays_a_string() -> None:
+    assert parse(environ={"REGISTRY_VERSION": "0.1"}).config.version == "0.1"
+    assert "unsupported version" in str(fails({}, {"REGISTRY_VERSION": "0.2"}))
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def test_redacted() -> None:
+    raw: dict[str, Any] = {
+        "http": {"secret": "s", "addr": ":5000"},
+        "storage": {"s3": {"accesskey": "a", "secretkey": "k", "region": "r"}},
+        "redis": {"password": "p"},
+        "auth": {"token": {"password": "x", "realm": "r"}},
+        "notifications": {"endpoints": [{"token": "t", "name": "n"}]},
+    }
+    hidden = config.redacted(raw)
+    text = config.dump(hidden)
+    for secret in ("s", "a", "k", "p", "x", "t"):
+        assert f": {secret}\n" not in text
+    assert hidden["http"] == {"secret": "<redacted>", "addr": ":5000"}
+    assert hidden["notifications"]["endpoints"][0] == {"token": "<redacted>", "name": "n"}
+    assert raw["http"]["secret"] == "s"
+
+
+def test_dump_round_trips_in_order() -> None:
+    raw = config.load(config.pack_registry_default_path(), {}).raw
+    text = config.dump(raw)
+    assert yaml.safe_load(text) == raw
+    assert text.index("version") < text.index("log") < text.index("storage")
+
+
+def test_merged() -> None:
+    base: dict[str, Any] = {"a": {"b": 1, "c": [1]}, "d": 1}
+    result = config.merged(base, {"a": {"c": [2], "e": {"f": 1}}, "d": {"x": 1}})
+    assert result == {"a": {"b": 1, "c": [2], "e": {"f": 1}}, "d": {"x": 1}}
+    result["a"]["b"] = 5
+    assert base["a"]["b"] == 1
+
+
+def test_load_uses_configuration_path_then_development_default(tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text(TUTORIAL)
+    loaded = config.load(None, {"REGISTRY_CONFIGURATION_PATH": str(path)})
+    assert (loaded.config.source, loaded.config.log.level) == (str(path), "debug")
+    dev = config.load(None, {})
+    assert dev.config.source == config.DEV_DEFAULT_SOURCE
+    assert dev.raw == config.development_default()
+
+
+def test_development_default() -> None:
+    c = config.load(None, {}).config
+    assert (c.storage.driver, c.storage.delete_enabled, c.storage.blobdescriptor) == (
+        "inmemory",
+        True,
+        "inmemory",
+    )
+    assert (c.http.listen_host(), c.http.listen_port(), c.auth.htpasswd) == ("127.0.0.1", 5000, None)
+    assert len(c.http.headers) == 6
+
+
+def test_pack_registry_default() -> None:
+    loaded = config.load(config.pack_registry_default_path(), {})
+    c = loaded.config
+    assert loaded.warnings == ()
+    assert c.auth.htpasswd == config.HtpasswdConfig("basic-realm", "/auth/htpasswd-basic")
+    assert c.http.headers["Content-Security-Policy"] == (
+        "img-src 'self'; script-src 'self';  style-src 'self",
+    )
+    assert c.http.headers["X-XSS-Protection"] == ("1; mode=block",)
+    assert c.storage.blobdescriptor == "inmemory"
+
+
+def test_config_is_frozen() -> None:
+    c = parse().config
+    with pytest.raises(AttributeError):
+        c.version = "0.2"  # type: ignore[misc]
