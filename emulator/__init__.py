@@ -36,12 +36,31 @@ def load_config(
     if isinstance(config, Config):
         return config
     if isinstance(config, t.Mapping):
-        document = configuration.merged(configuration.development_default(), config)
-        return configuration.parse(document, source="<in-process>").config
+        return configuration.parse(over_default(config), source="<in-process>").config
     text = os.fspath(config)
     if isinstance(config, os.PathLike) or ("\n" not in text and os.path.exists(text)):
         return configuration.load(text, environ={}).config
     return configuration.parse(text, source="<in-process>").config
+
+
+_STORAGE_DRIVERS = ("inmemory", "filesystem", "s3", "s3aws")
+
+
+def over_default(override: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The development default with ``override`` merged in; a storage driver named in ``override``
+    replaces the default's driver instead of sitting beside it."""
+    from . import config as configuration
+
+    base = configuration.development_default()
+    storage = override.get("storage")
+    if isinstance(storage, str) or (
+        isinstance(storage, t.Mapping) and any(k in storage for k in _STORAGE_DRIVERS)
+    ):
+        for driver in _STORAGE_DRIVERS:
+            base["storage"].pop(driver, None)
+    if isinstance(storage, str):
+        override = {**override, "storage": {storage: {}}}
+    return configuration.merged(base, override)
 
 
 def serve_wsgi(

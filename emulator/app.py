@@ -99,7 +99,7 @@ class RegistryApp:
         self.config = config
         self.registry = registry
         self.authenticator = authenticator
-        self.url_map = routes.build_map(config.http.prefix, read_only=config.storage.readonly)
+        self.url_map = routes.build_map(config.http.prefix)
         self.handlers = _handlers()
         self.headers = [(k, v) for k, values in config.http.headers.items() for v in values]
         # Without a configured secret, upload state tokens are signed with a key that lives as long
@@ -128,9 +128,7 @@ class RegistryApp:
             return self._finish(NotFound().get_response(), routed=False)
         except MethodNotAllowed as e:
             error = Unsupported(
-                {"method": request.method},
-                message="registry is in read-only mode" if self.config.storage.readonly else None,
-                headers={"Allow": ", ".join(sorted(e.valid_methods or ()))},
+                {"method": request.method}, headers={"Allow": ", ".join(sorted(e.valid_methods or ()))}
             )
             return self._finish(error.get_response(), routed=True)
         api, _, name = str(endpoint).partition(".")
@@ -152,6 +150,13 @@ class RegistryApp:
     ) -> Response:
         if self.authenticator is not None:
             self.authenticator.authorize(request, endpoint, values)
+        if self.config.storage.readonly and request.method in routes.WRITE_METHODS:
+            # distribution leaves write routes out in read-only mode, so clients see 405.
+            raise Unsupported(
+                {"method": request.method},
+                message="registry is in read-only mode",
+                headers={"Allow": "GET, HEAD"},
+            )
         name = values.get("name")
         if name is not None and not is_valid_name(name):
             raise NameInvalid({"name": name})

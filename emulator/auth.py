@@ -131,9 +131,7 @@ class HtpasswdAuthenticator:
         if not os.path.exists(config.path):
             provision(config.path)
         self.file = HtpasswdFile(config.path)
-        # Compared against when the user is unknown, so that unknown users take as long as known
-        # ones; made here, not at import, because bcrypt at the default cost takes a while.
-        self._dummy_hash = bcrypt.hashpw(b"not a password", bcrypt.gensalt())
+        self._dummy_hashes: dict[bytes, bytes] = {}
 
     def challenge(self) -> dict[str, str]:
         escaped = self.realm.replace("\\", "\\\\").replace('"', '\\"')
@@ -153,10 +151,19 @@ class HtpasswdAuthenticator:
         hashed = users.get(user)
         if hashed is not None and not hashed.startswith(_BCRYPT_PREFIXES):
             hashed = None  # other hash kinds never match
-        matched = bcrypt.checkpw(password.encode(), hashed or self._dummy_hash)
+        matched = bcrypt.checkpw(password.encode(), hashed or self._dummy_hash(users))
         if hashed is None or not matched:
             raise Unauthorized(access_records(request, endpoint, values), headers=self.challenge())
         return user
+
+    def _dummy_hash(self, users: t.Mapping[str, bytes]) -> bytes:
+        """A hash to compare against for unknown users, at the cost the file's users have, so that
+        an unknown user takes as long as a known one. Made on first need: bcrypt is slow."""
+        costs = [h[4:6] for h in users.values() if h.startswith(_BCRYPT_PREFIXES) and h[4:6].isdigit()]
+        cost = max(costs, default=b"10")
+        if cost not in self._dummy_hashes:
+            self._dummy_hashes[cost] = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=int(cost)))
+        return self._dummy_hashes[cost]
 
     def username(self, request: Request) -> str | None:
         credentials = basic_credentials(request)

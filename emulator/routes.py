@@ -34,50 +34,45 @@ class SegmentConverter(BaseConverter):
     regex = r"[^/]+"
 
 
-def api_rules(root: str, api: str, *, read_only: bool) -> list[Rule]:
-    """Rules for one API root such as ``/v2`` or ``/v1``; writes are left out when read-only.
+def api_rules(root: str, api: str) -> list[Rule]:
+    """Rules for one API root such as ``/v2`` or ``/v1``.
 
     Endpoints are named ``<api>.<endpoint>`` (``v2.blob``) so that ``Location`` URLs are built
     under the root the client used.
     """
 
-    def methods(*wanted: str) -> list[str]:
-        return [m for m in wanted if not (read_only and m in WRITE_METHODS)]
-
     return [
         Rule(f"{root}/", endpoint=f"{api}.{BASE}", methods=None, strict_slashes=False),
-        Rule(f"{root}/_catalog", endpoint=f"{api}.{CATALOG}", methods=methods(*READ)),
-        Rule(f"{root}/<name:name>/tags/list", endpoint=f"{api}.{TAGS}", methods=methods(*READ)),
+        Rule(f"{root}/_catalog", endpoint=f"{api}.{CATALOG}", methods=READ),
+        Rule(f"{root}/<name:name>/tags/list", endpoint=f"{api}.{TAGS}", methods=READ),
         Rule(
             f"{root}/<name:name>/manifests/<segment:reference>",
             endpoint=f"{api}.{MANIFEST}",
-            methods=methods(*READ, "PUT", "DELETE"),
+            methods=[*READ, "PUT", "DELETE"],
         ),
-        Rule(f"{root}/<name:name>/blobs/uploads/", endpoint=f"{api}.{UPLOAD_START}", methods=methods("POST")),
+        Rule(f"{root}/<name:name>/blobs/uploads/", endpoint=f"{api}.{UPLOAD_START}", methods=["POST"]),
         Rule(
             f"{root}/<name:name>/blobs/uploads/<segment:upload_id>",
             endpoint=f"{api}.{UPLOAD}",
-            methods=methods(*READ, "PATCH", "PUT", "DELETE"),
+            methods=[*READ, "PATCH", "PUT", "DELETE"],
         ),
         Rule(
             f"{root}/<name:name>/blobs/<segment:digest>",
             endpoint=f"{api}.{BLOB}",
-            methods=methods(*READ, "DELETE"),
+            methods=[*READ, "DELETE"],
         ),
         Rule(
             f"{root}/<name:name>/referrers/<segment:digest>",
             endpoint=f"{api}.{REFERRERS}",
-            methods=methods(*READ),
+            methods=READ,
         ),
     ]
 
 
-def build_map(prefix: str, *, read_only: bool) -> Map:
+def build_map(prefix: str) -> Map:
     """All routes: the v2 API under ``http.prefix``, and its pack-registry mirror under ``/v1``."""
     root = prefix.rstrip("/")
-    rules = api_rules(f"{root}/v2", "v2", read_only=read_only) + api_rules(
-        f"{root}/v1", "v1", read_only=read_only
-    )
+    rules = api_rules(f"{root}/v2", "v2") + api_rules(f"{root}/v1", "v1")
     return Map(
         rules,
         converters={"name": NameConverter, "segment": SegmentConverter},

@@ -101,7 +101,7 @@ class InMemoryDriver(StorageDriver):
 
     def _walk_to(self, path: str) -> _File | dict[str, t.Any]:
         node: t.Any = self._root
-        for part in check_path(path).split("/")[1:]:
+        for part in filter(None, check_path(path).split("/")):
             if not isinstance(node, dict) or part not in node:
                 raise PathNotFound(path)
             node = node[part]
