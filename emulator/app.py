@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import secrets
 import typing as t
 from dataclasses import dataclass
@@ -113,6 +114,15 @@ class RegistryApp:
         request = Request(environ)
         response = self.respond(request)
         self._log_access(request, response)
+        if log.isEnabledFor(logging.DEBUG):
+            # Like distribution's request log: method, path and status, never headers (credentials).
+            fields = {
+                "http.request.method": request.method,
+                "http.request.uri": request.path,
+                "http.request.remoteaddr": request.remote_addr,
+                "http.response.status": response.status_code,
+            }
+            log.debug("response completed", extra={"fields": fields})
         return response(environ, start_response)
 
     def respond(self, request: Request) -> Response:
@@ -171,7 +181,7 @@ class RegistryApp:
         return response
 
     def _log_access(self, request: Request, response: Response) -> None:
-        if access_log.disabled or not access_log.isEnabledFor(20):
+        if access_log.disabled or not access_log.isEnabledFor(logging.INFO):
             return
         access_log.info(
             combined_log_line(

@@ -73,9 +73,13 @@ def serve(path: str | None) -> int:
         sys.stderr.write(configuration.dump(configuration.redacted(loaded.raw)))
     ssl_context = _ssl_context(loaded)
     if config.http.tls is not None and config.http.tls.letsencrypt is not None:
-        from .letsencrypt import obtain_context  # type: ignore[import-not-found,unused-ignore]
+        from .letsencrypt import obtain_context
+        from .tls import TLSConfigError
 
-        ssl_context = obtain_context(config)
+        try:
+            ssl_context = obtain_context(config)  # before serving: ACME failures stop the start
+        except TLSConfigError as e:
+            _fail(f"{config.source}: {e.key}: {e.problem}")
     from .app import make_app
     from .serving import serve_forever
 
@@ -92,7 +96,11 @@ def serve(path: str | None) -> int:
 
     def ready(server: t.Any) -> None:
         scheme = "https" if ssl_context is not None else "http"
-        where = config.http.addr if config.http.net == "unix" else f"{host or '0.0.0.0'}:{server.server_port}"
+        where = (
+            config.http.addr
+            if config.http.net == "unix"
+            else f"{host or '0.0.0.0'}:{server.socket.getsockname()[1]}"
+        )
         log.info("listening on %s (%s)", where, scheme, extra={"fields": {"version": "0.1"}})
 
     try:

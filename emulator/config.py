@@ -357,7 +357,8 @@ def parse(
         try:
             applied = envoverrides.apply(raw, environ, _SCHEMA)
         except envoverrides.EnvError as exc:
-            raise ConfigError(f"environment variable {exc.variable}", exc.key, exc.problem) from None
+            # Name the key the variable aims at, and the variable itself in the problem.
+            raise ConfigError(source, exc.key, f"{exc.problem} (from {exc.variable})") from None
     reader = _Reader(source, applied.origins, applied.warnings)
     config = _read_config(reader, _Section(reader, "", raw))
     return LoadedConfig(config=config, raw=raw, warnings=tuple(reader.warnings))

@@ -214,7 +214,7 @@ def _put(container: Any, key: Any, value: Any) -> None:
 def _assign(
     container: Any, key: Any, node: Node, text: str, name: str, dotted: str, applied: Applied
 ) -> None:
-    value = _decode(text, node, name)
+    value = _decode(text, node, name, dotted)
     previous = _get(container, key)
     kept: str | None = None
     if node.bare and isinstance(value, str):
@@ -237,14 +237,14 @@ def _assign(
         applied.origins[dotted] = name
 
 
-def _decode(text: str, node: Node, name: str) -> Any:
+def _decode(text: str, node: Node, name: str, dotted: str) -> Any:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         if node.kind in ("str", "strlist"):
             # Meant as a string: a secret such as "%x{" need not be valid YAML.
             return text
-        raise EnvError(name, name, f"invalid YAML value: {yaml_problem(exc)}") from None
+        raise EnvError(name, dotted, f"invalid YAML value: {yaml_problem(exc)}") from None
     if node.kind == "str" and not isinstance(value, str):
         # REGISTRY_HTTP_SECRET=123 means the string "123", and an empty value the empty string.
         return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import socket
 import ssl
@@ -18,7 +19,9 @@ import typing as t
 
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import get_sockaddr
 from werkzeug.serving import make_server
+from werkzeug.serving import select_address_family
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -64,20 +67,55 @@ class _InFlight:
         return True
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket for ``host:port`` (or ``unix://PATH``); errors are raised, not printed."""
+    family = select_address_family(host, port)
+    address = get_sockaddr(host, port, family)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family == socket.AF_UNIX:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(t.cast(str, address))
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Large blobs move faster with a large socket buffer than with the small default.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def create_server(
     app: WSGIApplication, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> BaseWSGIServer:
     """A threaded server bound to ``host:port`` (``port`` 0 picks a free one); ``host`` may be
-    ``unix://PATH`` for a Unix socket."""
-    server = make_server(host, port, app, threaded=True, request_handler=_Handler, ssl_context=ssl_context)
-    # Large blobs move faster with a large socket buffer than with Python's 8 KiB default.
-    if server.address_family != socket.AF_UNIX:
-        server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-    return server
+    ``unix://PATH`` for a Unix socket. A failure to bind raises :class:`OSError`."""
+    # Werkzeug prints bind errors and exits; binding first lets the caller report them its own way.
+    sock = bind_socket(host, port)
+    try:
+        return make_server(
+            host,
+            port,
+            app,
+            threaded=True,
+            request_handler=_Handler,
+            ssl_context=ssl_context,
+            fd=sock.fileno(),
+        )
+    finally:
+        sock.close()  # the server holds its own duplicate of the descriptor
 
 
 class BackgroundServer:
-    """A server running in a daemon thread: what tests and the pytest plugin use."""
+    """A server running in a daemon thread: what tests and the pytest plugin use.
+
+    Its loop waits on the listening socket and on a wake-up pipe, so :meth:`stop` returns within a
+    millisecond instead of waiting out a poll interval: a test suite that starts one registry per test
+    would otherwise spend most of its time stopping them.
+    """
 
     def __init__(
         self,
@@ -93,18 +131,34 @@ class BackgroundServer:
         scheme = "https" if ssl_context is not None else "http"
         self.host = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self.url = f"{scheme}://{self.host}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"registry-{self.port}",
-            daemon=True,
-        )
+        self._stopping = False
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, name=f"registry-{self.port}", daemon=True)
         self._thread.start()
 
+    def _serve(self) -> None:
+        # socketserver's serve_forever can only notice shutdown() at its next poll; this loop is the
+        # same accept-and-dispatch, plus the wake-up socket.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not self._stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self._server and not self._stopping:
+                        self._server._handle_request_noblock()  # type: ignore[attr-defined]
+                self._server.service_actions()
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop accepting connections and close the socket; requests being served finish on their own."""
+        if self._stopping:
+            return
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"x")
         self._thread.join()
+        self._server.server_close()
+        self._wake_read.close()
+        self._wake_write.close()
 
     def __enter__(self) -> BackgroundServer:
         return self

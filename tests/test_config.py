@@ -9,6 +9,7 @@ import yaml
 from emulator import config
 from emulator.config import ConfigError
 
+SOURCE = "test.yml"
 MINIMAL: dict[str, Any] = {"version": "0.1", "storage": {"inmemory": {}}}
 TUTORIAL = "version: 0.1\nlog:\n  level: debug\nstorage: inmemory\nhttp:\n  addr: :5000\n"
 
@@ -16,7 +17,7 @@ TUTORIAL = "version: 0.1\nlog:\n  level: debug\nstorage: inmemory\nhttp:\n  addr
 def parse(
     override: dict[str, Any] | None = None, environ: dict[str, str] | None = None
 ) -> config.LoadedConfig:
-    return config.parse(config.merged(MINIMAL, override or {}), source="test.yml", environ=environ)
+    return config.parse(config.merged(MINIMAL, override or {}), source=SOURCE, environ=environ)
 
 
 def fails(override: dict[str, Any], environ: dict[str, str] | None = None) -> ConfigError:
@@ -523,8 +524,9 @@ def test_env_list_index() -> None:
 )
 def test_env_bad_list_index(name: str, problem: str) -> None:
     error = fails({}, {name: "x"})
-    assert error.source == f"environment variable {name}"
+    assert error.source == SOURCE
     assert problem in error.problem
+    assert name in error.problem
 
 
 def test_env_htpasswd_path() -> None:
@@ -602,8 +604,9 @@ def test_env_free_form_sections() -> None:
 def test_env_invalid_yaml_value() -> None:
     name = "REGISTRY_STORAGE_MAINTENANCE_READONLY"
     error = fails({}, {name: "{enabled: true"})
-    assert (error.source, error.key) == (f"environment variable {name}", name)
+    assert (error.source, error.key) == (SOURCE, "storage.maintenance.readonly")
     assert error.problem.startswith("invalid YAML value: ")
+    assert error.problem.endswith(f"(from {name})")
 
 
 def test_env_string_values_need_not_be_yaml() -> None:

@@ -135,7 +135,9 @@ class UploadStore:
 
     def purge(self, older_than: datetime.datetime, *, dry_run: bool = False) -> list[str]:
         """Delete uploads started before ``older_than``; returns the upload paths concerned."""
-        purged = []
+        purged: list[str] = []
+        if not self.driver.exists(paths.REPOSITORIES):
+            return purged  # nothing was ever pushed
         for info in self.driver.walk(paths.REPOSITORIES):
             if not (info.is_dir and info.path.rsplit("/", 2)[-2] == paths.UPLOADS):
                 continue

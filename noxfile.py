@@ -1,0 +1,82 @@
+"""Sessions for tests, conformance runs, linting and benchmarks. ``nox`` alone runs what CI runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "conformance_emulator", "conformance_distribution"]
+nox.options.reuse_existing_virtualenvs = True
+
+#: Debian packages the real-component tests drive: the reference registry, real clients, an ACME
+#: server, Redis and load tools.
+DEBIAN_PEERS = {
+    "docker-registry": "docker-registry",
+    "htpasswd": "apache2-utils",
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "pebble": "pebble",
+    "redis-server": "redis-server",
+    "wrk": "wrk",
+    "curl": "curl",
+    "openssl": "openssl",
+}
+
+
+def install_peers(session: nox.Session) -> None:
+    """Install missing Debian peers with apt-get when we can (root on Debian); otherwise say which
+    tests will skip."""
+    missing = sorted({package for tool, package in DEBIAN_PEERS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.warn(f"not installing {', '.join(missing)}: tests that need them will skip")
+        return
+    session.run("apt-get", "update", "-qq", external=True)
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, external=True, env=env)
+
+
+def install_project(session: nox.Session, *extras: str) -> None:
+    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    install_project(session, "test", "s3", "dev")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    install_peers(session)
+    install_project(session, "test", "s3")
+    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
+
+
+@nox.session
+def conformance_emulator(session: nox.Session) -> None:
+    """The conformance suite against the in-process emulator and a ``python -m emulator serve``."""
+    install_project(session, "test")
+    session.run("pytest", "--pyargs", "conformance", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run("python", "-m", "tests.run_conformance", "emulator-process", *session.posargs)
+
+
+@nox.session
+def conformance_distribution(session: nox.Session) -> None:
+    """The conformance suite against Debian's docker-registry 2.8.2."""
+    install_peers(session)
+    install_project(session, "test")
+    session.run("python", "-m", "tests.run_conformance", "distribution", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with docker-registry; ``nox -s bench -- --quick`` for a short run."""
+    install_peers(session)
+    install_project(session, "test", "s3")
+    session.run("python", "-m", "benchmarks", *session.posargs)
