@@ -1,0 +1,163 @@
+"""Content Management: the OCI conformance suite's fourth workflow (10 checks).
+
+A tag, then its manifest, then the manifest's blobs are deleted, and each deletion must be visible. Deletes
+are optional: a registry that refuses them (400 or 405) lacks a feature, it does not fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+
+import pytest
+import requests
+
+from conformance.checks import after
+from conformance.checks import deletion_refused
+from conformance.checks import describe
+from conformance.checks import is_success
+from conformance.checks import unsupported
+from conformance.data import MANIFEST_ACCEPT
+
+if t.TYPE_CHECKING:
+    from conformance.client import Registry
+    from conformance.conftest import Cleanup
+    from conformance.data import RunData
+
+pytestmark = pytest.mark.management
+
+TAG = "tagtest0"
+
+
+def tags_of(response: requests.Response) -> list[str]:
+    # distribution answers "tags": null once every tag is gone.
+    return list(response.json().get("tags") or [])
+
+
+class Management:
+    """The workflow's state; each request runs once, when the first check needs it."""
+
+    def __init__(self, registry: Registry, repo: str, data: RunData, cleanup: Cleanup) -> None:
+        self.registry = registry
+        self.repo = repo
+        self.data = data
+        self.cleanup = cleanup
+        self.manifest = data.manifests[3]
+        self.config = data.configs[3]
+
+    @functools.cached_property
+    def config_push(self) -> requests.Response:
+        self.cleanup.blob(self.repo, self.config.digest)
+        return self.registry.push_blob(self.repo, self.config)
+
+    @functools.cached_property
+    def layer_push(self) -> requests.Response:
+        self.cleanup.blob(self.repo, self.data.layer.digest)
+        return self.registry.push_blob(self.repo, self.data.layer)
+
+    @functools.cached_property
+    def tag_push(self) -> requests.Response:
+        after(self.config_push, self.layer_push)
+        self.cleanup.manifest(self.repo, self.manifest.digest)
+        return self.registry.push_manifest(self.repo, TAG, self.manifest)
+
+    @functools.cached_property
+    def tags_before(self) -> requests.Response:
+        after(self.tag_push)
+        return self.registry.get(f"/v2/{self.repo}/tags/list")
+
+    @functools.cached_property
+    def tag_delete(self) -> requests.Response:
+        after(self.tags_before)
+        return self.registry.delete_manifest(self.repo, TAG)
+
+    @functools.cached_property
+    def manifest_delete(self) -> requests.Response:
+        after(self.tag_delete)
+        return self.registry.delete_manifest(self.repo, self.manifest.digest)
+
+    @functools.cached_property
+    def blob_deletes(self) -> list[requests.Response]:
+        after(self.manifest_delete)
+        return [self.registry.delete_blob(self.repo, blob.digest) for blob in (self.config, self.data.layer)]
+
+
+@pytest.fixture(scope="module")
+def management(registry: Registry, namespace: str, run_data: RunData, cleanup: Cleanup) -> Management:
+    return Management(registry, f"{namespace}/management", run_data, cleanup)
+
+
+class TestSetup:
+    def test_populate_registry_with_test_config_blob(self, management: Management) -> None:
+        response = management.config_push
+        assert is_success(response)
+
+    def test_populate_registry_with_test_layer(self, management: Management) -> None:
+        response = management.layer_push
+        assert is_success(response)
+
+    def test_populate_registry_with_test_tag(self, management: Management) -> None:
+        response = management.tag_push
+        assert is_success(response)
+
+    def test_check_how_many_tags_there_are_before_anything_gets_deleted(self, management: Management) -> None:
+        response = management.tags_before
+        assert response.status_code == 200
+        assert TAG in tags_of(response)
+
+
+class TestManifestDelete:
+    def test_delete_request_to_manifest_tag_should_return_202_unless_tag_deletion_is_disallowed(
+        self, management: Management
+    ) -> None:
+        response = management.tag_delete
+        if deletion_refused(response):
+            unsupported(f"tag deletion (DELETE by tag answered {describe(response)})")
+        assert response.status_code == 202
+
+    def test_delete_request_to_manifest_digest_should_yield_202_response_unless_already_deleted(
+        self, management: Management
+    ) -> None:
+        response = management.manifest_delete
+        if deletion_refused(response):
+            unsupported(f"manifest deletion (DELETE answered {describe(response)})")
+        assert response.status_code in (202, 404)
+
+    def test_get_request_to_deleted_manifest_url_should_yield_404_response_unless_delete_is_disallowed(
+        self, management: Management
+    ) -> None:
+        deleted = management.manifest_delete
+        if deletion_refused(deleted):
+            unsupported(f"manifest deletion (DELETE answered {describe(deleted)})")
+        # Accept everything, so a 404 cannot come from content negotiation instead of the deletion.
+        response = management.registry.get(
+            f"/v2/{management.repo}/manifests/{management.manifest.digest}",
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        assert response.status_code == 404
+
+    def test_get_request_to_tags_list_should_reflect_manifest_deletion(self, management: Management) -> None:
+        before = tags_of(management.tags_before)
+        deleted = management.manifest_delete
+        if deletion_refused(deleted):
+            unsupported(f"manifest deletion (DELETE answered {describe(deleted)})")
+        response = management.registry.get(f"/v2/{management.repo}/tags/list")
+        # A repository without tags may be gone altogether.
+        assert response.status_code in (200, 404)
+        after_delete = tags_of(response) if response.status_code == 200 else []
+        assert sorted(after_delete) == sorted(set(before) - {TAG})
+
+
+class TestBlobDelete:
+    def test_delete_request_to_blob_url_should_yield_202_response(self, management: Management) -> None:
+        for response in management.blob_deletes:
+            if deletion_refused(response):
+                unsupported(f"blob deletion (DELETE answered {describe(response)})")
+            assert response.status_code in (202, 404)
+
+    def test_get_request_to_deleted_blob_url_should_yield_404_response(self, management: Management) -> None:
+        deleted = management.blob_deletes[0]
+        if deletion_refused(deleted):
+            unsupported(f"blob deletion (DELETE answered {describe(deleted)})")
+        response = management.registry.get(f"/v2/{management.repo}/blobs/{management.config.digest}")
+        assert response.status_code == 404
