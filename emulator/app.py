@@ -7,6 +7,7 @@ rendering and the access log live here; handlers in :mod:`emulator.handlers` onl
 from __future__ import annotations
 
 import datetime
+import http
 import json
 import logging
 import secrets
@@ -21,9 +22,11 @@ from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
 from . import routes
+from .drivers.base import StorageUnavailable
 from .errors import NameInvalid
 from .errors import NotFound
 from .errors import RegistryError
+from .errors import Unavailable
 from .errors import Unknown
 from .errors import Unsupported
 from .logs import access_log
@@ -40,6 +43,7 @@ if t.TYPE_CHECKING:
     from .storage.registry import Registry
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 
 
 @dataclass
@@ -137,15 +141,26 @@ class RegistryApp:
         except RoutingNotFound:
             return self._finish(NotFound().get_response(), routed=False)
         except MethodNotAllowed as e:
-            error = Unsupported(
-                {"method": request.method}, headers={"Allow": ", ".join(sorted(e.valid_methods or ()))}
+            allowed = sorted(e.valid_methods or ())
+            error: RegistryError = Unsupported(
+                {"method": request.method}, headers={"Allow": ", ".join(allowed)}
             )
+            if self.authenticator is not None and allowed:
+                # distribution authenticates before it looks at the method: no 405 without credentials.
+                matched, values = adapter.match(method=allowed[0])
+                try:
+                    self.authenticator.authorize(request, str(matched).partition(".")[2], values)
+                except RegistryError as denied:
+                    error = denied
             return self._finish(error.get_response(), routed=True)
         api, _, name = str(endpoint).partition(".")
         try:
             response = self._dispatch(request, adapter, api, name, values)
         except RegistryError as e:
             response = e.get_response()
+        except StorageUnavailable as e:
+            response = Unavailable({"reason": "storage backend unavailable, retry later"}).get_response()
+            log.warning("storage unavailable serving %s %s: %s", request.method, request.path, e)
         except HTTPException as e:
             # Werkzeug's own errors (a client that disconnected mid-body, a malformed request).
             response = Unknown({"reason": e.description}, message=e.name).get_response()
@@ -174,6 +189,8 @@ class RegistryApp:
         return self.handlers[endpoint](context, **values)
 
     def _finish(self, response: Response, *, routed: bool) -> Response:
+        # Go writes reason phrases as RFC 9110 spells them ("401 Unauthorized"), Werkzeug in capitals.
+        response.status = f"{response.status_code} {_REASONS.get(response.status_code, '')}".rstrip()
         response.headers.set(*API_VERSION_HEADER)
         if routed:
             for key, value in self.headers:
@@ -211,11 +228,16 @@ def make_app(config: Config) -> RegistryApp:
     from .storage.cache import NoCache
     from .storage.registry import Registry
 
-    cache = (
+    cache: BlobDescriptorCache = (
         BlobDescriptorCache(config.storage.blobdescriptorsize)
         if config.storage.blobdescriptor == "inmemory"
         else NoCache()
     )
+    if config.storage.blobdescriptor == "redis" and config.redis is not None:
+        # Only configurations that name redis pay for importing its client.
+        from .storage.rediscache import RedisDescriptorCache
+
+        cache = RedisDescriptorCache(config.redis)
     registry = Registry(create(config.storage), cache)
     authenticator = None
     if config.auth.htpasswd is not None:

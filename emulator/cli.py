@@ -85,7 +85,12 @@ def serve(path: str | None) -> int:
 
     if not config.http.secret:
         log.warning("No HTTP secret provided - generated random secret. Uploads cannot span processes.")
-    app = make_app(config)
+    try:
+        app = make_app(config)
+    except OSError as e:
+        # e.g. a missing htpasswd file that cannot be provisioned where the configuration says.
+        key = "auth.htpasswd.path" if config.auth.htpasswd is not None else "storage"
+        _fail(f"{config.source}: {key}: cannot use {e.filename}: {e.strerror or e}")
     stop = threading.Event()
     if config.storage.uploadpurging.enabled and not config.storage.readonly:
         threading.Thread(target=_purge_uploads, args=(app, loaded, stop), daemon=True).start()

@@ -18,9 +18,9 @@ import time
 import typing as t
 
 from werkzeug.serving import BaseWSGIServer
+from werkzeug.serving import ThreadedWSGIServer
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import get_sockaddr
-from werkzeug.serving import make_server
 from werkzeug.serving import select_address_family
 
 if t.TYPE_CHECKING:
@@ -88,6 +88,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: How long a client may take over its TLS handshake before its connection is dropped.
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class _Server(ThreadedWSGIServer):
+    """Werkzeug's threaded server, with the TLS handshake moved into each connection's thread.
+
+    Werkzeug wraps the listening socket, so every handshake runs inside ``accept()``: one client
+    that connects and says nothing would hold up every other TLS client.
+    """
+
+    tls_context: ssl.SSLContext | None = None
+
+    def process_request_thread(self, request: t.Any, client_address: t.Any) -> None:
+        if self.tls_context is not None:
+            try:
+                request.settimeout(HANDSHAKE_TIMEOUT)
+                request = self.tls_context.wrap_socket(request, server_side=True)
+                request.settimeout(None)
+            except (OSError, ValueError):
+                # A failed handshake (no client certificate, an old protocol) is the client's problem.
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+
 def create_server(
     app: WSGIApplication, host: str, port: int, ssl_context: ssl.SSLContext | None = None
 ) -> BaseWSGIServer:
@@ -96,17 +122,13 @@ def create_server(
     # Werkzeug prints bind errors and exits; binding first lets the caller report them its own way.
     sock = bind_socket(host, port)
     try:
-        return make_server(
-            host,
-            port,
-            app,
-            threaded=True,
-            request_handler=_Handler,
-            ssl_context=ssl_context,
-            fd=sock.fileno(),
-        )
+        server = _Server(host, port, app, _Handler, fd=sock.fileno())
     finally:
         sock.close()  # the server holds its own duplicate of the descriptor
+    if ssl_context is not None:
+        server.tls_context = ssl_context
+        server.ssl_context = ssl_context  # tells Werkzeug's handler the scheme is https
+    return server
 
 
 class BackgroundServer:

@@ -39,6 +39,10 @@ class InvalidOffset(StorageError):
     pass
 
 
+class StorageUnavailable(StorageError):
+    """The backend is throttling, failing or unreachable: the request may succeed if retried."""
+
+
 @dataclass(frozen=True)
 class FileInfo:
     path: str
