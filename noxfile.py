@@ -65,7 +65,7 @@ def tests(session: nox.Session) -> None:
         "--dist",
         "loadfile",
         "--ignore=tests/test_conformance_broken.py",
-        "--ignore=tests/test_conformance_distribution.py",
+        "--ignore=tests/test_conformance_targets.py",
         *session.posargs,
     )
 
@@ -76,7 +76,16 @@ def conformance_emulator(session: nox.Session) -> None:
     a ``python -m emulator serve`` process must pass and broken variants of the emulator must fail."""
     install_project(session, "test")
     session.run("pytest", "--pyargs", "conformance", "-p", "no:cacheprovider", *session.posargs)
-    session.run("pytest", "-n", "2", "tests/test_conformance_broken.py", *session.posargs)
+    session.run(
+        "pytest",
+        "-n",
+        "2",
+        "tests/test_conformance_broken.py",
+        "tests/test_conformance_targets.py",
+        "-k",
+        "not distribution",
+        *session.posargs,
+    )
 
 
 @nox.session
@@ -84,7 +93,9 @@ def conformance_distribution(session: nox.Session) -> None:
     """The conformance suite against Debian's docker-registry 2.8.2."""
     install_peers(session)
     install_project(session, "test")
-    session.run("pytest", "tests/test_conformance_distribution.py", *session.posargs)
+    session.run(
+        "pytest", "-n", "2", "tests/test_conformance_targets.py", "-k", "distribution", *session.posargs
+    )
 
 
 @nox.session
