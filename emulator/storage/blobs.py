@@ -74,7 +74,7 @@ class BlobStore:
     def put(self, content: bytes, algorithm: str = "sha256") -> Digest:
         """Store a small blob (a manifest) and return its digest."""
         digest = Digest.of(content, algorithm)
-        if self.stat_global(digest) is None:
+        if not self.driver.exists(paths.blob_data(digest)):
             self.driver.put_content(paths.blob_data(digest), content)
         return digest
 
@@ -83,11 +83,17 @@ class BlobStore:
 
     def adopt(self, source: str, digest: Digest) -> Descriptor:
         """Move finished upload data at ``source`` into place as the blob ``digest``."""
-        existing = self.stat_global(digest)
-        if existing is not None:
+        # Storage itself is asked, not the cache: the data may have been collected since it was cached.
+        try:
+            info = self.driver.stat(paths.blob_data(digest))
+        except PathNotFound:
+            pass
+        else:
             # Identical content is already stored; the upload's copy is simply dropped.
             self.driver.delete(source)
-            return existing
+            descriptor = Descriptor(digest, info.size)
+            self.cache.set(descriptor)
+            return descriptor
         self.driver.move(source, paths.blob_data(digest))
         info = self.driver.stat(paths.blob_data(digest))
         descriptor = Descriptor(digest, info.size)
