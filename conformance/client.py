@@ -114,7 +114,7 @@ def _read_body(response: requests.Response) -> str:
         response.content  # noqa: B018 - reading the property loads the body
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as error:
         response._content = b""
-        response._content_consumed = True
+        response._content_consumed = True  # type: ignore[attr-defined,unused-ignore]
         response.close()
         return str(error)
     return ""

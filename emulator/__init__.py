@@ -43,24 +43,11 @@ def load_config(
     return configuration.parse(text, source="<in-process>").config
 
 
-_STORAGE_DRIVERS = ("inmemory", "filesystem", "s3", "s3aws")
-
-
 def over_default(override: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """The development default with ``override`` merged in; a storage driver named in ``override``
-    replaces the default's driver instead of sitting beside it."""
+    """The development default with ``override`` merged in (see :func:`emulator.config.layered`)."""
     from . import config as configuration
 
-    base = configuration.development_default()
-    storage = override.get("storage")
-    if isinstance(storage, str) or (
-        isinstance(storage, t.Mapping) and any(k in storage for k in _STORAGE_DRIVERS)
-    ):
-        for driver in _STORAGE_DRIVERS:
-            base["storage"].pop(driver, None)
-    if isinstance(storage, str):
-        override = {**override, "storage": {storage: {}}}
-    return configuration.merged(base, override)
+    return configuration.layered(configuration.development_default(), override)
 
 
 def serve_wsgi(

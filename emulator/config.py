@@ -376,6 +376,20 @@ def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return result
 
 
+def layered(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`merged`, except that a storage driver named in *override* replaces *base*'s driver
+    (a plain merge would configure two drivers, which is an error). ``storage: NAME`` is accepted."""
+    storage = override.get("storage")
+    if isinstance(storage, str):
+        override = {**override, "storage": {storage: {}}}
+        storage = override["storage"]
+    result = dict(base)
+    if isinstance(storage, Mapping) and any(key not in _NON_DRIVERS for key in storage):
+        kept = {k: v for k, v in dict(base.get("storage") or {}).items() if k in _NON_DRIVERS}
+        result["storage"] = kept
+    return merged(result, override)
+
+
 def development_default() -> dict[str, Any]:
     """A fresh copy of the built-in development configuration (``defaults/development.yml``)."""
     with open(os.path.join(_DEFAULTS, "development.yml"), encoding="utf-8") as file:

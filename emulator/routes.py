@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from werkzeug.routing import BaseConverter
 from werkzeug.routing import Map
 from werkzeug.routing import Rule
@@ -69,8 +71,12 @@ def api_rules(root: str, api: str) -> list[Rule]:
     ]
 
 
+@functools.lru_cache(maxsize=16)
 def build_map(prefix: str) -> Map:
-    """All routes: the v2 API under ``http.prefix``, and its pack-registry mirror under ``/v1``."""
+    """All routes: the v2 API under ``http.prefix``, and its pack-registry mirror under ``/v1``.
+
+    Built once per prefix: a Map is only read once built, and building it is most of an in-process
+    registry's start time."""
     root = prefix.rstrip("/")
     rules = api_rules(f"{root}/v2", "v2") + api_rules(f"{root}/v1", "v1")
     return Map(

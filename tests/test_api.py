@@ -60,7 +60,9 @@ def image_manifest(config: str, layers: list[str], **extra: t.Any) -> bytes:
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": 1} for d in layers],
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": 1} for d in layers
+        ],
         **extra,
     }
     return json.dumps(document).encode()
@@ -115,7 +117,9 @@ def test_wrong_method_is_405_unsupported_with_allow(client: Client, app: Registr
 
 
 @pytest.mark.parametrize("name", ["A/B", "x" * 256, "foo/../bar", "-leading", "a//b", "UPPER"])
-def test_invalid_names_are_400_name_invalid_and_store_nothing(client: Client, app: RegistryApp, name: str) -> None:
+def test_invalid_names_are_400_name_invalid_and_store_nothing(
+    client: Client, app: RegistryApp, name: str
+) -> None:
     response = client.post(f"/v2/{name}/blobs/uploads/?digest={sha256(b'x')}", data=b"x")
     assert response.status_code == 400
     assert error_code(response) == "NAME_INVALID"
@@ -195,7 +199,9 @@ def test_monolithic_post_with_wrong_digest_stores_nothing(client: Client, app: R
     assert [p for p in stored_paths(app) if "/blobs/" in p or "_uploads" in p or "_layers" in p] == []
 
 
-@pytest.mark.parametrize("digest", ["", "sha256:short", "sha257:" + "a" * 64, "nodigest", "sha256:" + "G" * 64])
+@pytest.mark.parametrize(
+    "digest", ["", "sha256:short", "sha257:" + "a" * 64, "nodigest", "sha256:" + "G" * 64]
+)
 def test_malformed_digest_on_put_is_400_digest_invalid(client: Client, digest: str) -> None:
     location = client.post("/v2/foo/blobs/uploads/").headers["Location"]
     response = client.put(f"{location}&digest={digest}", data=b"x")
@@ -348,7 +354,9 @@ def test_manifest_put_get_head_by_tag_and_digest(client: Client) -> None:
 
 def test_manifest_etag_304(client: Client) -> None:
     digest, _ = push_image(client, "foo", "v1")
-    response = client.get("/v2/foo/manifests/v1", headers={"Accept": OCI_MANIFEST, "If-None-Match": f'"{digest}"'})
+    response = client.get(
+        "/v2/foo/manifests/v1", headers={"Accept": OCI_MANIFEST, "If-None-Match": f'"{digest}"'}
+    )
     assert response.status_code == 304
 
 
@@ -361,8 +369,9 @@ def test_oci_manifest_not_accepted_is_404_as_distribution_answers(client: Client
 
 def test_manifest_without_media_type_field_is_stored_verbatim(client: Client) -> None:
     config = push_blob(client, "foo", b"{}")
-    manifest = json.dumps({"schemaVersion": 2, "config": {"mediaType": "x/y", "digest": config, "size": 2},
-                           "layers": []}).encode()
+    manifest = json.dumps(
+        {"schemaVersion": 2, "config": {"mediaType": "x/y", "digest": config, "size": 2}, "layers": []}
+    ).encode()
     response = client.put("/v2/foo/manifests/empty", data=manifest, content_type=OCI_MANIFEST)
     assert response.status_code == 201
     assert client.get("/v2/foo/manifests/empty", headers={"Accept": OCI_MANIFEST}).get_data() == manifest
@@ -375,8 +384,10 @@ def test_manifest_without_media_type_field_is_stored_verbatim(client: Client) ->
         (b"[]", OCI_MANIFEST),
         (b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}', OCI_MANIFEST),
         (b'{"schemaVersion": 1, "name": "foo", "tag": "x", "fsLayers": []}', "application/json"),
-        (b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}',
-         OCI_MANIFEST),
+        (
+            b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}',
+            OCI_MANIFEST,
+        ),
         (b'{"schemaVersion": 2, "config": {"digest": "sha256:bad"}, "layers": []}', OCI_MANIFEST),
     ],
 )
@@ -421,7 +432,9 @@ def test_manifest_over_4_mib_is_refused(client: Client, app: RegistryApp) -> Non
 def test_manifest_put_with_invalid_tag_is_400_tag_invalid(client: Client, app: RegistryApp) -> None:
     config = push_blob(client, "foo", b"{}")
     before = stored_paths(app)
-    response = client.put("/v2/foo/manifests/.bad", data=image_manifest(config, []), content_type=OCI_MANIFEST)
+    response = client.put(
+        "/v2/foo/manifests/.bad", data=image_manifest(config, []), content_type=OCI_MANIFEST
+    )
     assert response.status_code == 400
     assert error_code(response) == "TAG_INVALID"
     assert stored_paths(app) == before
@@ -440,20 +453,26 @@ def test_unknown_and_invalid_manifest_references_are_404(client: Client) -> None
 def test_index_with_unknown_child_is_refused_and_known_child_accepted(client: Client) -> None:
     child, _ = push_image(client, "foo", "child")
     entry = {"mediaType": OCI_MANIFEST, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}}
-    bad = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                      "manifests": [{**entry, "digest": sha256(b"missing")}]}).encode()
+    bad = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{**entry, "digest": sha256(b"missing")}]}
+    ).encode()
     response = client.put("/v2/foo/manifests/list", data=bad, content_type=OCI_INDEX)
     assert response.status_code == 400
     assert error_code(response) == "MANIFEST_BLOB_UNKNOWN"
-    good = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{**entry, "digest": child}]}).encode()
+    good = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{**entry, "digest": child}]}
+    ).encode()
     assert client.put("/v2/foo/manifests/list", data=good, content_type=OCI_INDEX).status_code == 201
     assert client.get("/v2/foo/manifests/list", headers={"Accept": OCI_INDEX}).get_data() == good
 
 
 def test_manifest_delete_by_digest_removes_its_tags(client: Client) -> None:
     digest, _ = push_image(client, "foo", "v1")
-    client.put("/v2/foo/manifests/v2", data=client.get("/v2/foo/manifests/v1", headers={"Accept": OCI_MANIFEST})
-               .get_data(), content_type=OCI_MANIFEST)
+    client.put(
+        "/v2/foo/manifests/v2",
+        data=client.get("/v2/foo/manifests/v1", headers={"Accept": OCI_MANIFEST}).get_data(),
+        content_type=OCI_MANIFEST,
+    )
     assert client.delete(f"/v2/foo/manifests/{digest}").status_code == 202
     assert client.get("/v2/foo/tags/list").json == {"name": "foo", "tags": []}
     assert client.get(f"/v2/foo/manifests/{digest}", headers={"Accept": OCI_MANIFEST}).status_code == 404
@@ -473,8 +492,9 @@ def test_referrers_list_and_filter(client: Client) -> None:
     subject, subject_manifest = push_image(client, "foo", "v1")
     descriptor = {"mediaType": OCI_MANIFEST, "digest": subject, "size": len(subject_manifest)}
     config = push_blob(client, "foo", b"{}")
-    sbom = image_manifest(config, [], subject=descriptor, artifactType="application/spdx+json",
-                          annotations={"kind": "sbom"})
+    sbom = image_manifest(
+        config, [], subject=descriptor, artifactType="application/spdx+json", annotations={"kind": "sbom"}
+    )
     response = client.put(f"/v2/foo/manifests/{sha256(sbom)}", data=sbom, content_type=OCI_MANIFEST)
     assert response.status_code == 201
     assert response.headers["OCI-Subject"] == subject
@@ -570,7 +590,8 @@ def test_relative_urls_and_configured_host() -> None:
 
 def test_forwarded_headers_shape_locations(client: Client) -> None:
     response = client.post(
-        "/v2/foo/blobs/uploads/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "reg.example:8443"}
+        "/v2/foo/blobs/uploads/",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "reg.example:8443"},
     )
     assert response.headers["Location"].startswith("https://reg.example:8443/v2/foo/")
 
@@ -600,11 +621,12 @@ def test_v1_mirrors_the_api_and_serves_typed_blobs(client: Client) -> None:
     assert "/v1/nginx/blobs/uploads/" in location
 
 
-# -- failures inside the registry -------------------------------------------------------------------------------
+# -- failures inside the registry ---------------------------------------------------------------------
 
 
-def test_an_unexpected_error_is_500_unknown_without_traceback(app: RegistryApp, client: Client,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_error_is_500_unknown_without_traceback(
+    app: RegistryApp, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: object, **kwargs: object) -> t.NoReturn:
         raise RuntimeError("disk on fire")
 

@@ -17,6 +17,7 @@ import requests
 
 from conformance.runner import SuiteResult
 from conformance.runner import run
+from emulator.config import merged
 from fixtures.distribution import DistributionServer
 from fixtures.distribution import distribution_available
 from fixtures.distribution import write_htpasswd
@@ -84,7 +85,7 @@ class Target:
             },
             "log": {"level": "error", "accesslog": {"disabled": True}},
         }
-        return RegistryProcess(_merge(base, config or {})).start()
+        return RegistryProcess(merged(base, config or {})).start()
 
     def check(self, result: SuiteResult) -> None:
         if self.kind == "emulator":
@@ -95,16 +96,6 @@ class Target:
         for name, reason in result.unsupported.items():
             assert reason.startswith("unsupported: ")
             assert any(feature in reason for feature in MISSING_FEATURES), f"{name}: {reason}"
-
-
-def _merge(base: dict[str, t.Any], override: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, t.Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @pytest.fixture(params=TARGETS)
