@@ -3,7 +3,7 @@
 This follows distribution's rules: variables are applied in sorted name order, the name after
 ``REGISTRY_`` is split on ``_`` and each segment names a key, matched case-insensitively; values are
 YAML-decoded. The walk is guided by a :class:`Node` tree describing the document's shape, which
-:mod:`emulator.config` builds; this module knows nothing about what the keys mean.
+:mod:`.schema` declares; this module knows nothing about what the keys mean.
 """
 
 from __future__ import annotations
@@ -16,53 +16,14 @@ from typing import Any
 
 import yaml
 
+from .schema import ANY
+from .schema import STR
+from .schema import Node
+from .schema import listof
+
 PREFIX = "REGISTRY_"
 #: Names the file; never applied as an override.
 PATH_VARIABLE = "REGISTRY_CONFIGURATION_PATH"
-
-
-@dataclass(frozen=True)
-class Node:
-    """The shape of one part of the configuration document.
-
-    :param kind: ``"map"`` (known keys in *fields*), ``"list"``, ``"str"`` (a string leaf), ``"strlist"``
-        (a string or a list of strings), ``"value"`` (a typed leaf: bool, number, duration) or ``"any"``
-        (free-form, never checked).
-    :param fields: the known keys of a map.
-    :param other: the shape of a map's remaining keys; ``None`` makes them unknown.
-    :param item: the shape of a list's items.
-    :param bare: the map may be written as a bare string naming its only key (``storage: inmemory``).
-    :param envnames: upper-case segments that differ from the YAML key, because distribution matches
-        segments against Go field names.
-    """
-
-    kind: str
-    fields: Mapping[str, Node] = field(default_factory=dict)
-    other: Node | None = None
-    item: Node | None = None
-    bare: bool = False
-    envnames: Mapping[str, str] = field(default_factory=dict)
-
-
-STR = Node("str")
-STRLIST = Node("strlist")
-VALUE = Node("value")
-ANY = Node("any")
-
-
-def struct(fields: Mapping[str, Node], *, other: Node | None = None, bare: bool = False) -> Node:
-    """A map whose keys are known."""
-    return Node("map", fields=fields, other=other, bare=bare)
-
-
-def mapof(item: Node) -> Node:
-    """A map with arbitrary keys, all of shape *item*."""
-    return Node("map", other=item)
-
-
-def listof(item: Node) -> Node:
-    """A list whose items have shape *item*."""
-    return Node("list", item=item)
 
 
 class EnvError(Exception):

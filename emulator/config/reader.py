@@ -1,478 +1,37 @@
-"""The registry's configuration: distribution's YAML format plus ``REGISTRY_*`` environment overrides.
-
-:func:`load` reads it once, at start, into frozen dataclasses; a mistake is a :class:`ConfigError` whose
-text is one line naming the file and the dotted key. Nothing here knows about HTTP.
-"""
+"""Reading a configuration document into :class:`~emulator.config.model.Config`, key by key, with
+one-line errors that name the key."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from collections.abc import Iterator
 from collections.abc import Mapping
-from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 
 import yaml
 
-from . import envoverrides
-from .envoverrides import ANY
-from .envoverrides import STR
-from .envoverrides import STRLIST
-from .envoverrides import VALUE
-from .envoverrides import Node
-from .envoverrides import listof
-from .envoverrides import mapof
-from .envoverrides import struct
-
-DEV_DEFAULT_SOURCE = "<built-in default>"
-_DEFAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "defaults")
-
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-
-
-class ConfigError(Exception):
-    """A configuration mistake; ``str(error)`` is one line, ``'<source>: <key>: <problem>'``.
-
-    :param source: the file (or environment variable) the mistake is in.
-    :param key: the dotted key, such as ``log.level``.
-    :param problem: what is wrong with it.
-    """
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(source, key, problem)
-        self.source = source
-        self.key = key
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return " ".join(f"{self.source}: {self.key}: {self.problem}".splitlines())
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    level: str = "info"
-    formatter: str = "text"
-    fields: dict[str, Any] = field(default_factory=dict)
-    accesslog_disabled: bool = False
-
-
-@dataclass(frozen=True)
-class LetsEncryptConfig:
-    #: A directory, despite the name.
-    cachefile: str
-    email: str = ""
-    hosts: tuple[str, ...] = ()
-    directoryurl: str = "https://acme-v02.api.letsencrypt.org/directory"
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """Present only when TLS is on: a certificate or Let's Encrypt is configured."""
-
-    certificate: str | None = None
-    key: str | None = None
-    clientcas: tuple[str, ...] = ()
-    minimumtls: str = "tls1.2"
-    ciphersuites: tuple[str, ...] = ()
-    letsencrypt: LetsEncryptConfig | None = None
-
-
-@dataclass(frozen=True)
-class HTTPConfig:
-    addr: str = ":5000"
-    net: str = "tcp"
-    prefix: str = "/"
-    host: str | None = None
-    relativeurls: bool = False
-    secret: str = ""
-    #: Seconds.
-    draintimeout: float = 0.0
-    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    tls: TLSConfig | None = None
-    http2_disabled: bool = False
-
-    def listen_host(self) -> str:
-        """The host part of a tcp :attr:`addr`; ``""`` means all interfaces."""
-        return split_addr(self.addr)[0]
-
-    def listen_port(self) -> int:
-        """The port of a tcp :attr:`addr`; 0 asks the system for a free one."""
-        return split_addr(self.addr)[1]
-
-
-@dataclass(frozen=True)
-class S3Config:
-    region: str
-    bucket: str
-    rootdirectory: str = ""
-    encrypt: bool = False
-    secure: bool = True
-    accesskey: str | None = None
-    secretkey: str | None = None
-    host: str | None = None
-    port: int | None = None
-    regionendpoint: str | None = None
-    forcepathstyle: bool = False
-    chunksize: int = 10 * MiB
-    skipverify: bool = False
-    storageclass: str = "STANDARD"
-    v4auth: bool = True
-    keyid: str | None = None
-    objectacl: str = "private"
-    multipartcopychunksize: int = 32 * MiB
-    multipartcopythresholdsize: int = 32 * MiB
-    multipartcopymaxconcurrency: int = 100
-    useragent: str | None = None
-
-
-@dataclass(frozen=True)
-class UploadPurgingConfig:
-    enabled: bool = True
-    #: Seconds (168h).
-    age: float = 168 * 3600.0
-    #: Seconds (24h).
-    interval: float = 24 * 3600.0
-    dryrun: bool = False
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    #: ``"inmemory"``, ``"filesystem"`` or ``"s3"``.
-    driver: str
-    #: Used by the filesystem driver only.
-    rootdirectory: str = "/var/lib/registry"
-    maxthreads: int = 100
-    s3: S3Config | None = None
-    #: ``"inmemory"``, ``"redis"`` or ``None`` (no cache).
-    blobdescriptor: str | None = None
-    blobdescriptorsize: int = 10000
-    delete_enabled: bool = False
-    redirect_disable: bool = False
-    uploadpurging: UploadPurgingConfig = field(default_factory=UploadPurgingConfig)
-    readonly: bool = False
-
-
-@dataclass(frozen=True)
-class HtpasswdConfig:
-    realm: str
-    path: str
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    #: ``None`` means no access control.
-    htpasswd: HtpasswdConfig | None = None
-
-
-@dataclass(frozen=True)
-class RedisPoolConfig:
-    maxidle: int = 16
-    maxactive: int = 64
-    idletimeout: float = 300.0
-
-
-@dataclass(frozen=True)
-class RedisConfig:
-    addr: str
-    password: str | None = None
-    db: int = 0
-    dialtimeout: float = 0
-    readtimeout: float = 0
-    writetimeout: float = 0
-    pool: RedisPoolConfig = field(default_factory=RedisPoolConfig)
-
-
-@dataclass(frozen=True)
-class Config:
-    version: str
-    log: LogConfig
-    storage: StorageConfig
-    http: HTTPConfig
-    auth: AuthConfig
-    redis: RedisConfig | None = None
-    catalog_maxentries: int = 1000
-    tags_maxtags: int = 1000
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    config: Config
-    #: The effective document after environment overrides.
-    raw: dict[str, Any]
-    warnings: tuple[str, ...]
-
-
-# The document's shape: it guides environment overrides and finds unknown keys. Sections distribution
-# has but the emulator ignores are ANY, so that they neither warn nor get checked.
-_NON_DRIVERS = ("cache", "delete", "redirect", "maintenance", "tag")
-_S3 = struct(
-    {
-        **dict.fromkeys(
-            ("region", "bucket", "rootdirectory", "accesskey", "secretkey", "host", "keyid"), STR
-        ),
-        **dict.fromkeys(("regionendpoint", "storageclass", "objectacl", "useragent", "sessiontoken"), STR),
-        **dict.fromkeys(("redirectendpoint", "loglevel"), STR),
-        **dict.fromkeys(("encrypt", "secure", "forcepathstyle", "skipverify", "v4auth", "accelerate"), VALUE),
-        **dict.fromkeys(("port", "chunksize", "multipartcopychunksize", "multipartcopythresholdsize"), VALUE),
-        **dict.fromkeys(("multipartcopymaxconcurrency", "usedualstack", "usefipsendpoint"), VALUE),
-    }
-)
-_SCHEMA = struct(
-    {
-        "version": STR,
-        "loglevel": STR,
-        "log": struct(
-            {
-                "level": STR,
-                "formatter": STR,
-                "fields": mapof(ANY),
-                "accesslog": struct({"disabled": VALUE}),
-                "reportcaller": ANY,
-                "hooks": ANY,
-            }
-        ),
-        "storage": struct(
-            {
-                "inmemory": struct({}),
-                "filesystem": struct({"rootdirectory": STR, "maxthreads": VALUE}),
-                "s3": _S3,
-                "s3aws": _S3,
-                "cache": struct({"blobdescriptor": STR, "layerinfo": STR, "blobdescriptorsize": VALUE}),
-                "delete": struct({"enabled": VALUE}),
-                "redirect": struct({"disable": VALUE}),
-                "maintenance": struct(
-                    {
-                        "uploadpurging": struct(
-                            dict.fromkeys(("enabled", "age", "interval", "dryrun"), VALUE)
-                        ),
-                        "readonly": struct({"enabled": VALUE}),
-                    }
-                ),
-                "tag": ANY,
-            },
-            other=mapof(ANY),
-            bare=True,
-        ),
-        "auth": struct({"htpasswd": struct({"realm": STR, "path": STR})}, other=mapof(ANY), bare=True),
-        "http": struct(
-            {
-                **dict.fromkeys(("addr", "net", "prefix", "host", "secret"), STR),
-                **dict.fromkeys(("relativeurls", "draintimeout"), VALUE),
-                "headers": mapof(STRLIST),
-                "tls": struct(
-                    {
-                        "certificate": STR,
-                        "key": STR,
-                        "clientcas": listof(STR),
-                        "minimumtls": STR,
-                        "ciphersuites": listof(STR),
-                        "clientauth": ANY,
-                        "letsencrypt": struct(
-                            {"cachefile": STR, "email": STR, "hosts": listof(STR), "directoryurl": STR}
-                        ),
-                    }
-                ),
-                "http2": struct({"disabled": VALUE}),
-                "h2c": ANY,
-                "debug": ANY,
-            }
-        ),
-        "redis": struct(
-            {
-                "addr": STR,
-                "password": STR,
-                **dict.fromkeys(("db", "dialtimeout", "readtimeout", "writetimeout"), VALUE),
-                "pool": struct(dict.fromkeys(("maxidle", "maxactive", "idletimeout"), VALUE)),
-                "tls": ANY,
-                "addrs": ANY,
-                "username": STR,
-            }
-        ),
-        "catalog": struct({"maxentries": VALUE}),
-        "tags": struct({"maxtags": VALUE}),
-        # Go field names that differ from the YAML keys.
-        "notifications": Node("any", envnames={"EVENTCONFIG": "events"}),
-        "health": Node(
-            "any", envnames={"FILECHECKERS": "file", "HTTPCHECKERS": "http", "TCPCHECKERS": "tcp"}
-        ),
-        "compatibility": struct({"schema1": Node("any", envnames={"TRUSTKEY": "signingkeyfile"})}, other=ANY),
-        **dict.fromkeys(
-            ("validation", "reporting", "proxy", "middleware", "debug", "hooks", "policy"),
-            ANY,
-        ),
-    }
-)
-
-
-def load(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> LoadedConfig:
-    """Read the configuration file and apply the environment's ``REGISTRY_*`` overrides.
-
-    :param path: the file; ``None`` means ``$REGISTRY_CONFIGURATION_PATH``, else the built-in development
-        default.
-    :param environ: the environment; ``None`` means :data:`os.environ`.
-    :raises ConfigError: the file is unreadable or the configuration is wrong.
-    """
-    if environ is None:
-        environ = os.environ
-    if path is None:
-        path = environ.get(envoverrides.PATH_VARIABLE) or None
-    if path is None:
-        return parse(development_default(), source=DEV_DEFAULT_SOURCE, environ=environ)
-    source = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as exc:
-        raise ConfigError(source, "<document>", f"cannot read the file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(source, "<document>", f"not UTF-8 text: {exc.reason}") from None
-    return parse(text, source=source, environ=environ)
-
-
-def parse(
-    document: Mapping[str, Any] | str, *, source: str, environ: Mapping[str, str] | None = None
-) -> LoadedConfig:
-    """Check a configuration document and build its :class:`Config`.
-
-    :param document: YAML text, or an already parsed mapping (not modified).
-    :param source: names the document in errors and warnings, usually the file's path.
-    :param environ: ``REGISTRY_*`` overrides to apply; ``None`` applies none, so in-process use is hermetic.
-    :raises ConfigError: the configuration is wrong.
-    """
-    raw = _document(document, source)
-    for name in ("storage", "auth"):
-        # distribution accepts `storage: inmemory`; as a mapping, the environment can reach inside it.
-        if isinstance(raw.get(name), str):
-            raw[name] = {raw[name]: {}} if raw[name] else {}
-    applied = envoverrides.Applied()
-    if environ is not None:
-        try:
-            applied = envoverrides.apply(raw, environ, _SCHEMA)
-        except envoverrides.EnvError as exc:
-            # Name the key the variable aims at, and the variable itself in the problem.
-            raise ConfigError(source, exc.key, f"{exc.problem} (from {exc.variable})") from None
-    reader = _Reader(source, applied.origins, applied.warnings)
-    config = _read_config(reader, _Section(reader, "", raw))
-    return LoadedConfig(config=config, raw=raw, warnings=tuple(reader.warnings))
-
-
-def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of *base* with *override* merged in: mappings merge, anything else replaces."""
-    result: dict[str, Any] = _plain(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping):
-            below = result.get(key)
-            result[key] = merged(below if isinstance(below, Mapping) else {}, value)
-        else:
-            result[key] = _plain(value)
-    return result
-
-
-def layered(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`merged`, except that a storage driver named in *override* replaces *base*'s driver
-    (a plain merge would configure two drivers, which is an error). ``storage: NAME`` is accepted."""
-    storage = override.get("storage")
-    if isinstance(storage, str):
-        override = {**override, "storage": {storage: {}}}
-        storage = override["storage"]
-    result = dict(base)
-    if isinstance(storage, Mapping) and any(key not in _NON_DRIVERS for key in storage):
-        kept = {k: v for k, v in dict(base.get("storage") or {}).items() if k in _NON_DRIVERS}
-        result["storage"] = kept
-    return merged(result, override)
-
-
-def development_default() -> dict[str, Any]:
-    """A fresh copy of the built-in development configuration (``defaults/development.yml``)."""
-    with open(os.path.join(_DEFAULTS, "development.yml"), encoding="utf-8") as file:
-        document = yaml.safe_load(file)
-    assert isinstance(document, dict)
-    return document
-
-
-def pack_registry_default_path() -> str:
-    """The path of ``defaults/pack-registry.yml``, the pack registry image's own default configuration."""
-    return os.path.join(_DEFAULTS, "pack-registry.yml")
-
-
-_SECRET_KEYS = frozenset(
-    ("password", "secret", "secretkey", "accesskey", "token", "sessiontoken", "authorization")
-)
-
-
-def redacted(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of *raw* with every secret replaced by ``"<redacted>"``."""
-    result = _redact(raw)
-    assert isinstance(result, dict)
-    return result
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {
-            key: "<redacted>"
-            if isinstance(key, str) and key.lower() in _SECRET_KEYS and item not in (None, "")
-            else _redact(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_redact(item) for item in value]
-    return copy.deepcopy(value)
-
-
-def dump(raw: Mapping[str, Any]) -> str:
-    """YAML text of a raw document, in its own key order."""
-    return yaml.safe_dump(_plain(raw), sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
-def _plain(value: Any) -> Any:
-    # Fresh dicts and lists all the way down, so callers can change them; safe_dump also refuses
-    # tuples and Mapping subclasses.
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    """Split a tcp listen address (``:5000``, ``127.0.0.1:5000``, ``[::1]:5000``) into host and port.
-
-    :raises ValueError: the address is malformed; the message says why.
-    """
-    if addr.startswith("["):
-        end = addr.find("]")
-        if end < 0:
-            raise ValueError("unbalanced brackets")
-        host, rest = addr[1:end], addr[end + 1 :]
-        if not rest.startswith(":"):
-            raise ValueError("missing port; expected [HOST]:PORT")
-        port = rest[1:]
-    else:
-        if "]" in addr:
-            raise ValueError("unbalanced brackets")
-        host, colon, port = addr.rpartition(":")
-        if not colon:
-            raise ValueError("missing port; expected HOST:PORT such as :5000")
-        if ":" in host:
-            raise ValueError("an IPv6 host must be in brackets, like [::1]:5000")
-    if not (port.isascii() and port.isdigit()):
-        raise ValueError(f"port {json.dumps(port)} is not a number")
-    # Port 0 is allowed: as in Go, it asks the system for a free port.
-    if int(port) > 65535:
-        raise ValueError(f"port {port} is out of range 0-65535")
-    return host, int(port)
-
-
-# -- reading -----------------------------------------------------------------------------------------
+from . import env
+from .model import AuthConfig
+from .model import Config
+from .model import ConfigError
+from .model import GiB
+from .model import HtpasswdConfig
+from .model import HTTPConfig
+from .model import LetsEncryptConfig
+from .model import LogConfig
+from .model import MiB
+from .model import RedisConfig
+from .model import RedisPoolConfig
+from .model import S3Config
+from .model import StorageConfig
+from .model import TLSConfig
+from .model import UploadPurgingConfig
+from .model import split_addr
+from .schema import NON_DRIVERS
+from .schema import SCHEMA
+from .schema import Node
 
 _MISSING: Any = object()
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -488,7 +47,7 @@ _DURATION_UNITS = {
 }
 
 
-def _document(document: Mapping[str, Any] | str, source: str) -> dict[str, Any]:
+def parse_document(document: Mapping[str, Any] | str, source: str) -> dict[str, Any]:
     if isinstance(document, str):
         try:
             parsed = yaml.safe_load(document)
@@ -498,9 +57,7 @@ def _document(document: Mapping[str, Any] | str, source: str) -> dict[str, Any]:
             problem = " ".join((exc.problem or exc.context or "syntax error").split())
             raise ConfigError(source, where, f"invalid YAML: {problem}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(
-                source, "<document>", f"invalid YAML: {envoverrides.yaml_problem(exc)}"
-            ) from None
+            raise ConfigError(source, "<document>", f"invalid YAML: {env.yaml_problem(exc)}") from None
     else:
         parsed = document
     if parsed is None:
@@ -508,9 +65,9 @@ def _document(document: Mapping[str, Any] | str, source: str) -> dict[str, Any]:
         parsed = {}
     if not isinstance(parsed, Mapping):
         raise ConfigError(source, "<document>", f"the top level must be a mapping (got {_show(parsed)})")
-    plain = _plain(parsed)
-    assert isinstance(plain, dict)
-    return plain
+    document = plain(parsed)
+    assert isinstance(document, dict)
+    return document
 
 
 def _show(value: Any) -> str:
@@ -540,7 +97,7 @@ def _parse_duration(text: str) -> float:
     return sign * sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(body))
 
 
-class _Reader:
+class Reader:
     """Shared state while reading: where errors point, and the warnings so far."""
 
     def __init__(self, source: str, origins: Mapping[str, str], warnings: list[str]) -> None:
@@ -570,10 +127,10 @@ class _Reader:
         self.warnings.append(f"{self.source}: {problem}" + (f" (from {variable})" if variable else ""))
 
 
-class _Section:
+class Section:
     """One mapping of the document, with typed getters that raise :class:`ConfigError` on bad values."""
 
-    def __init__(self, reader: _Reader, path: str, data: Mapping[str, Any]) -> None:
+    def __init__(self, reader: Reader, path: str, data: Mapping[str, Any]) -> None:
         self.reader = reader
         self.path = path
         self.data = data
@@ -590,13 +147,13 @@ class _Section:
     def fail(self, name: str, problem: str, value: Any = _MISSING) -> ConfigError:
         return self.reader.error(self.key(name), problem, value)
 
-    def section(self, name: str) -> _Section:
+    def section(self, name: str) -> Section:
         value = self.get(name)
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
             raise self.fail(name, "must be a mapping", value)
-        return _Section(self.reader, self.key(name), value)
+        return Section(self.reader, self.key(name), value)
 
     def string(self, name: str, default: str) -> str:
         value = self.get(name)
@@ -692,13 +249,13 @@ def _unknown_keys(value: Any, node: Node, path: str) -> Iterator[str]:
             yield from _unknown_keys(item, node.item, f"{path}.{index}")
 
 
-def _read_config(reader: _Reader, root: _Section) -> Config:
+def read_config(reader: Reader, root: Section) -> Config:
     version = root.get("version")
     # YAML reads `version: 0.1` as a float.
     if version not in ("0.1", 0.1):
         text = "" if version is None else str(version)
         raise reader.error("version", f'unsupported version {json.dumps(text)}; must be "0.1"')
-    for key in _unknown_keys(root.data, _SCHEMA, ""):
+    for key in _unknown_keys(root.data, SCHEMA, ""):
         reader.warn(key, f"unknown key {key} (ignored)")
     redis = _read_redis(root.section("redis"))
     catalog = root.section("catalog").integer("maxentries", 0, low=0) or 1000
@@ -716,7 +273,7 @@ def _read_config(reader: _Reader, root: _Section) -> Config:
     )
 
 
-def _read_log(root: _Section) -> LogConfig:
+def _read_log(root: Section) -> LogConfig:
     log = root.section("log")
     # The deprecated top-level `loglevel` still counts when log.level is absent.
     where, name = (
@@ -735,12 +292,12 @@ def _read_log(root: _Section) -> LogConfig:
     )
 
 
-def _read_storage(root: _Section, redis: RedisConfig | None) -> StorageConfig:
+def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
     value = root.get("storage")
     if value is not None and not isinstance(value, Mapping):
         raise root.fail("storage", "must be a mapping or a driver name", value)
     storage = root.section("storage")
-    drivers = [key for key in storage.data if key not in _NON_DRIVERS]
+    drivers = [key for key in storage.data if key not in NON_DRIVERS]
     if not drivers:
         raise storage.reader.error(
             "storage", "no storage driver configured; set one of inmemory, filesystem, s3"
@@ -811,7 +368,7 @@ def _read_storage(root: _Section, redis: RedisConfig | None) -> StorageConfig:
     )
 
 
-def _read_s3(s3: _Section) -> S3Config:
+def _read_s3(s3: Section) -> S3Config:
     port = s3.integer("port", 0, low=1, high=65535) if s3.get("port") is not None else None
     return S3Config(
         region=s3.required("region"),
@@ -838,7 +395,7 @@ def _read_s3(s3: _Section) -> S3Config:
     )
 
 
-def _read_http(http: _Section) -> HTTPConfig:
+def _read_http(http: Section) -> HTTPConfig:
     net = http.choice("net", "tcp", ("tcp", "unix"))
     addr = http.string("addr", ":5000")
     if net == "tcp":
@@ -876,7 +433,7 @@ def _read_http(http: _Section) -> HTTPConfig:
     )
 
 
-def _read_tls(tls: _Section) -> TLSConfig | None:
+def _read_tls(tls: Section) -> TLSConfig | None:
     minimumtls = tls.choice(
         "minimumtls",
         "tls1.2",
@@ -912,7 +469,7 @@ def _read_tls(tls: _Section) -> TLSConfig | None:
     return config if certificate or letsencrypt else None
 
 
-def _read_auth(root: _Section) -> AuthConfig:
+def _read_auth(root: Section) -> AuthConfig:
     value = root.get("auth")
     if value is not None and not isinstance(value, Mapping):
         raise root.fail("auth", "must be a mapping or an auth type", value)
@@ -933,7 +490,7 @@ def _read_auth(root: _Section) -> AuthConfig:
     )
 
 
-def _read_redis(redis: _Section) -> RedisConfig | None:
+def _read_redis(redis: Section) -> RedisConfig | None:
     addr = redis.string("addr", "")
     pool = redis.section("pool")
     defaults = RedisPoolConfig()
@@ -952,3 +509,13 @@ def _read_redis(redis: _Section) -> RedisConfig | None:
     )
     # As in distribution, redis is off unless it has an address.
     return config if addr else None
+
+
+def plain(value: Any) -> Any:
+    # Fresh dicts and lists all the way down, so callers can change them; safe_dump also refuses
+    # tuples and Mapping subclasses.
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
