@@ -80,7 +80,8 @@ class TestS3(DriverContract):
     that appends and moves of a few MiB already take several parts."""
 
     @pytest.fixture(scope="class")
-    def bucket(self, moto: Moto) -> str:
+    @classmethod
+    def bucket(cls, moto: Moto) -> str:
         return moto.new_bucket()
 
     @pytest.fixture
