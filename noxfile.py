@@ -20,6 +20,7 @@ DEBIAN_PEERS = {
     "pebble": "pebble",
     "redis-server": "redis-server",
     "wrk": "wrk",
+    "hey": "hey",
     "curl": "curl",
     "openssl": "openssl",
 }

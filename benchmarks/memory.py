@@ -18,7 +18,6 @@ import http.client
 import os
 import sys
 import tempfile
-import threading
 import time
 import typing as t
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.servers import RSSSampler
+from benchmarks.servers import status_kib
 from fixtures.process import RegistryProcess
 
 MIB = 1 << 20
 CHUNK = MIB
-SAMPLE_INTERVAL = 0.02
 REPOSITORY = "bench/memory"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
@@ -48,44 +48,6 @@ def parse_size(text: str) -> int:
     if size <= 0:
         raise argparse.ArgumentTypeError("the size must be positive")
     return size
-
-
-# -- memory ------------------------------------------------------------------------------------------------
-
-
-def status_kib(pid: int, field: str) -> int:
-    """A ``kB`` field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/{pid}/status has no {field}")
-
-
-class RSSSampler:
-    """Samples a process's ``VmRSS`` in a background thread and keeps the maximum of each phase."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmRSS"))
-            except (OSError, RuntimeError):
-                return
-            self._stop.wait(SAMPLE_INTERVAL)
-
-    def __enter__(self) -> RSSSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # -- content -----------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ In-process use::
 from __future__ import annotations
 
 import os
-import ssl
 import typing as t
 
 from .app import RegistryApp as RegistryApp
@@ -20,6 +19,9 @@ from .app import make_app as make_app
 from .config import Config as Config
 from .config import ConfigError as ConfigError
 from .serving import BackgroundServer as BackgroundServer
+
+if t.TYPE_CHECKING:
+    import ssl
 
 
 def load_config(

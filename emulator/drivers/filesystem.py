@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import typing as t
 import uuid
 
@@ -112,7 +113,7 @@ class FileSystemDriver(StorageDriver):
             st = os.stat(self._full(path))
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path) from None
-        is_dir = os.path.isdir(self._full(path))
+        is_dir = stat.S_ISDIR(st.st_mode)
         return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
 
     def list(self, path: str) -> list[str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import typing as t
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..drivers.base import PathNotFound
@@ -146,10 +148,48 @@ def parse_stored(content: bytes) -> ParsedManifest:
     return parse(content)
 
 
+class _Contents:
+    """Manifest bytes by digest, least recently used first out, within a byte budget.
+
+    A digest names its content for good, so an entry is never stale; whether a repository still holds
+    the manifest is asked of storage on every request, so deletes (by any process) are seen at once.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self._entries: OrderedDict[Digest, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: Digest) -> bytes | None:
+        with self._lock:
+            content = self._entries.get(digest)
+            if content is not None:
+                self._entries.move_to_end(digest)
+            return content
+
+    def put(self, digest: Digest, content: bytes) -> None:
+        if len(content) > self.budget // 8:
+            return
+        with self._lock:
+            if digest in self._entries:
+                return
+            self._entries[digest] = content
+            self.size += len(content)
+            while self.size > self.budget:
+                _, dropped = self._entries.popitem(last=False)
+                self.size -= len(dropped)
+
+
+#: Bytes of manifest content kept in memory.
+CONTENT_CACHE_BYTES = 16 * 1024 * 1024
+
+
 class ManifestStore:
     def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
         self.driver = driver
         self.blobs = blobs
+        self._contents = _Contents(CONTENT_CACHE_BYTES)
 
     def exists(self, name: str, digest: Digest) -> bool:
         try:
@@ -161,10 +201,14 @@ class ManifestStore:
     def get(self, name: str, digest: Digest) -> StoredManifest:
         if not self.exists(name, digest):
             raise ManifestUnknown({"digest": str(digest)})
-        try:
-            content = self.blobs.get(digest)
-        except PathNotFound:
-            raise ManifestUnknown({"digest": str(digest)}) from None
+        content = self._contents.get(digest)
+        if content is None:
+            try:
+                content = self.blobs.get(digest)
+            except PathNotFound:
+                raise ManifestUnknown({"digest": str(digest)}) from None
+            if Digest.of(content, digest.algorithm) == digest:
+                self._contents.put(digest, content)  # only what storage holds intact is remembered
         return StoredManifest(digest, content, parse_stored(content).media_type)
 
     def put(
@@ -176,6 +220,7 @@ class ManifestStore:
         if unknown:
             raise ManifestBlobUnknown([{"digest": str(d)} for d in unknown])
         digest = self.blobs.put(content, algorithm)
+        self._contents.put(digest, content)
         # Like distribution, a manifest is linked as a revision only, not as a layer.
         self.driver.put_content(paths.manifest_revision_link(name, digest), str(digest).encode())
         return digest, parsed

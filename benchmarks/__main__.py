@@ -1,0 +1,171 @@
+"""Benchmarks: the emulator beside Debian's docker-registry 2.8.2, same configuration, same clients.
+
+    python -m benchmarks                      # full: 1 GiB blobs, 10,000 tags/repositories, 5 rounds
+    python -m benchmarks --quick              # 64 MiB blobs, 1,000 tags/repositories, 3 rounds, short loads
+    python -m benchmarks --scenarios blobs manifests --rounds 7
+    nox -s bench -- --quick
+
+Writes ``--json`` (one object per row) and ``--markdown`` (the table for the README) and prints the table.
+Both servers keep their storage on tmpfs (``/dev/shm``) when it has room, so that the machine's disk is
+not what is measured; ``--workdir`` chooses another place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import typing as t
+from pathlib import Path
+
+from benchmarks import scenarios
+from benchmarks import servers
+from benchmarks.client import Blob
+from benchmarks.report import Results
+from benchmarks.report import machine
+from benchmarks.report import now
+from benchmarks.seed import copy_tree
+from benchmarks.seed import seed
+
+FAMILIES = ("blobs", "manifests", "listings", "skopeo", "ready", "fixture", "tls")
+DEFAULT_OUTPUT = Path("bench-results")
+
+
+def parse_args(argv: t.Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and short runs (CI)")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_OUTPUT / "benchmark.json", help="results as JSON"
+    )
+    parser.add_argument("--markdown", type=Path, default=DEFAULT_OUTPUT / "benchmark.md", help="the table")
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=FAMILIES, default=list(FAMILIES), metavar="NAME",
+        help=f"which scenario families to run (default: all of {', '.join(FAMILIES)})",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default: 5, or 3 with --quick)")
+    parser.add_argument("--load-seconds", type=int, help="length of each wrk/hey run (default: 5, or 1)")
+    parser.add_argument("--workdir", type=Path, help="where blobs and both storages go (default: tmpfs)")
+    return parser.parse_args(argv)
+
+
+def choose_workdir(requested: Path | None, needed: int) -> Path:
+    if requested is not None:
+        requested.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="bench-", dir=requested))
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > needed:
+        return Path(tempfile.mkdtemp(prefix="registry-bench-", dir=shm))
+    return Path(tempfile.mkdtemp(prefix="registry-bench-"))
+
+
+def filesystem_of(path: Path) -> str:
+    best, kind = "", "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and str(path).startswith(fields[1]) and len(fields[1]) > len(best):
+                best, kind = fields[1], fields[2]
+    return kind
+
+
+def guarded(results: Results, name: str, run: t.Callable[[], None]) -> None:
+    """Run one scenario family; a failure is reported in the results and the run goes on."""
+    scenarios.progress(f"[{name}]")
+    started = time.perf_counter()
+    try:
+        run()
+    except Exception as error:
+        traceback.print_exc()
+        results.notes.append(f"{name} failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+    scenarios.progress(f"[{name}] {time.perf_counter() - started:.0f} s")
+
+
+def main(argv: t.Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = (scenarios.QUICK if args.quick else scenarios.FULL).replace(
+        rounds=args.rounds, load_seconds=args.load_seconds
+    )
+    chosen = set(args.scenarios)
+    started = time.perf_counter()
+    # The client's blob file, then a copy in each server's storage (twice over TLS), and an upload aside.
+    workdir = choose_workdir(args.workdir, 6 * plan.blob_size + (1 << 30))
+    results = Results(
+        {
+            "date": now(),
+            "mode": plan.mode,
+            "rounds": plan.rounds,
+            "blob": scenarios.size_label(plan.blob_size),
+            "storage": f"{workdir} ({filesystem_of(workdir)})",
+            "machine": machine(),
+            "python": platform.python_version(),
+            "distribution_version": servers.distribution_version(),
+            "plan": plan.__dict__,
+        }
+    )
+    if servers.compile_emulator():
+        results.notes.append(
+            "The emulator's bytecode was compiled first, as installing it would: this machine sets "
+            "PYTHONDONTWRITEBYTECODE."
+        )
+    try:
+        blob = Blob.create(str(workdir / "blob.bin"), plan.blob_size)
+        plain_seed, small_seed = workdir / "seed", workdir / "seed-small"
+        seed(plain_seed, tags=plan.tags, repositories=plan.repositories)
+        seed(small_seed, tags=0, repositories=0)
+
+        if chosen & {"blobs", "manifests", "listings", "skopeo"}:
+            with prepared_pair(workdir, "plain", plain_seed, None) as pair:
+                if "blobs" in chosen:
+                    guarded(results, "blobs", lambda: scenarios.blobs(results, pair, plan, blob, tls=False))
+                if "manifests" in chosen:
+                    guarded(results, "manifests", lambda: scenarios.manifests(results, pair, plan, tls=False))
+                if "listings" in chosen:
+                    guarded(results, "listings", lambda: scenarios.listings(results, pair, plan))
+                if "skopeo" in chosen:
+                    guarded(results, "skopeo", lambda: scenarios.skopeo_copies(results, pair, plan, workdir))
+        if "ready" in chosen:
+            guarded(results, "ready", lambda: scenarios.ready(results, plan, workdir))
+        if "fixture" in chosen:
+            guarded(results, "fixture", lambda: scenarios.fixture(results, plan))
+        if "tls" in chosen:
+            tls = servers.make_tls(workdir / "tls")
+            with prepared_pair(workdir, "tls", small_seed, tls) as pair:
+                guarded(
+                    results, "blobs over TLS", lambda: scenarios.blobs(results, pair, plan, blob, tls=True)
+                )
+                guarded(
+                    results, "manifests over TLS", lambda: scenarios.manifests(results, pair, plan, tls=True)
+                )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    elapsed = time.perf_counter() - started
+    results.meta["elapsed_s"] = round(elapsed, 1)
+    results.write_json(args.json)
+    table = results.markdown()
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(table)
+    print(table)
+    print(f"{plan.mode} run took {elapsed:.0f} s; wrote {args.json} and {args.markdown}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def prepared_pair(
+    workdir: Path, name: str, seeded: Path, tls: servers.TLSFiles | None
+) -> t.Iterator[dict[str, servers.Server]]:
+    for side in servers.SIDES:
+        copy_tree(seeded, workdir / f"{name}-{side}")
+    with servers.pair(workdir, name, tls) as pair:
+        yield pair
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""The scenarios. Each runs its rounds with the two servers interleaved (emulator, distribution, emulator,
+distribution, ...) and adds one sample per side and round to its rows.
+
+1. blob push, monolithic and chunked (MB/s)     5. skopeo copy of a 20-layer image in and out (s)
+2. blob pull, and a Range read in the middle    6. ready time: process start to the first 200 (ms)
+3. manifest GET/HEAD at concurrency 1 and 32    7. in-process fixture start + stop (ms, emulator only)
+4. tags list and ``_catalog`` walks (ms)        8. peak RSS above idle during 1-2 (MiB)
+
+1-3 (and 8) run over plain HTTP and again over TLS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import client
+from benchmarks import load
+from benchmarks.report import Results
+from benchmarks.report import Target
+from benchmarks.seed import MANIFEST_REPOSITORY
+from benchmarks.seed import MANIFEST_TAG
+from benchmarks.seed import TAGS_REPOSITORY
+from benchmarks.servers import DISTRIBUTION
+from benchmarks.servers import EMULATOR
+from benchmarks.servers import SIDES
+from benchmarks.servers import RSSSampler
+from benchmarks.servers import Server
+from benchmarks.servers import ready_time
+
+MB = 1_000_000
+MIB = 1 << 20
+BLOB_REPOSITORY = "bench/blob"
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    rounds: int
+    blob_size: int
+    load_seconds: int
+    tags: int
+    repositories: int
+    skopeo_layer_size: int
+    ready_starts: int
+    fixture_iterations: int
+    chunk_size: int = 16 * MIB
+    range_size: int = MIB
+    range_reads: int = 5
+    page: int = 100
+    skopeo_layers: int = 20
+    listing_repeats: int = 3
+
+    def replace(self, **changes: int | None) -> Plan:
+        """This plan with the given fields changed (``None`` values are ignored)."""
+        given: dict[str, t.Any] = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **given)
+
+
+FULL = Plan("full", 5, 1 << 30, 5, 10_000, 10_000, MIB, 5, 300)
+QUICK = Plan("quick", 3, 64 * MIB, 1, 1_000, 1_000, 64 * 1024, 3, 100)
+
+
+def size_label(size: int) -> str:
+    return f"{size >> 30} GiB" if size >= 1 << 30 and not size % (1 << 30) else f"{size >> 20} MiB"
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def interleave(rounds: int, servers: dict[str, Server], run: t.Callable[[int, Server], None]) -> None:
+    """``run(round, server)`` for each round, emulator then distribution: ABAB."""
+    for number in range(rounds):
+        for side in SIDES:
+            run(number, servers[side])
+
+
+# -- 1, 2, 8: blobs and memory -----------------------------------------------------------------------------
+
+
+def blobs(results: Results, servers: dict[str, Server], plan: Plan, blob: client.Blob, *, tls: bool) -> None:
+    tag, suffix = ("_tls", " (TLS)") if tls else ("", "")
+    label = size_label(blob.size)
+    rows = {
+        "push_monolithic": (f"push {label} blob, monolithic PUT{suffix}", "MB/s", "higher", 2.0),
+        "push_chunked": (
+            f"push {label} blob, PATCH in {plan.chunk_size >> 20} MiB chunks{suffix}",
+            "MB/s",
+            "higher",
+            2.0,
+        ),
+        "pull": (f"pull {label} blob{suffix}", "MB/s", "higher", 1.3),
+        "range": (f"Range read of {plan.range_size >> 20} MiB in the middle{suffix}", "ms", "lower", None),
+    }
+    for key, (scenario, unit, better, ratio) in rows.items():
+        target = Target(f"ratio ≥ {ratio}", ratio_at_least=ratio) if ratio and not tls else None
+        results.metric(key + tag, scenario, unit, better, target)
+    memory_id = f"peak_rss{tag}"
+    results.metric(
+        memory_id, f"peak RSS above idle during push and pull{suffix}", "MiB", "lower",
+        None if tls else Target("emulator < 64 MiB", emulator_below=64),
+    )  # fmt: skip
+    peaks: dict[str, list[int]] = {side: [0] * plan.rounds for side in SIDES}
+
+    for server in servers.values():  # unmeasured: warms caches and stores the blob the pulls read
+        client.push_monolithic(server.url, server.client_context(), BLOB_REPOSITORY, blob)
+
+    def sampled(key: str, measure: t.Callable[[Server], float], value: t.Callable[[float], float]) -> None:
+        def run(number: int, server: Server) -> None:
+            with RSSSampler(server.pid) as sampler:
+                seconds = measure(server)
+            peaks[server.side][number] = max(peaks[server.side][number], sampler.peak_kib)
+            results.add(key + tag, server.side, value(seconds))
+            progress(f"  {key}{tag} round {number + 1} {server.side}: {value(seconds):.1f}")
+
+        interleave(plan.rounds, servers, run)
+
+    def throughput(seconds: float) -> float:
+        return blob.size / MB / seconds
+
+    def context(server: Server) -> t.Any:
+        return server.client_context()
+
+    sampled(
+        "push_monolithic",
+        lambda s: client.push_monolithic(s.url, context(s), BLOB_REPOSITORY, blob),
+        throughput,
+    )
+    sampled(
+        "push_chunked",
+        lambda s: client.push_chunked(s.url, context(s), BLOB_REPOSITORY, blob, plan.chunk_size),
+        throughput,
+    )
+    sampled("pull", lambda s: client.pull(s.url, context(s), BLOB_REPOSITORY, blob), throughput)
+    sampled(
+        "range",
+        lambda s: statistics.median(
+            client.range_read(s.url, context(s), BLOB_REPOSITORY, blob, plan.range_size)
+            for _ in range(plan.range_reads)
+        ),
+        lambda seconds: seconds * 1000,
+    )
+    for side in SIDES:
+        for peak in peaks[side]:
+            results.add(memory_id, side, max(peak - servers[side].idle_kib, 0) / 1024)
+
+
+# -- 3: manifests ------------------------------------------------------------------------------------------
+
+
+def manifests(results: Results, servers: dict[str, Server], plan: Plan, *, tls: bool) -> None:
+    tag, suffix = ("_tls", " (TLS)") if tls else ("", "")
+    path = f"/v2/{MANIFEST_REPOSITORY}/manifests/{MANIFEST_TAG}"
+    cases = [("GET", 1), ("GET", 32), ("HEAD", 1), ("HEAD", 32)]
+    if not load.available("hey"):
+        results.notes.append(
+            "hey is not installed: the manifest HEAD rows were skipped (apt-get install hey)."
+        )
+        cases = [case for case in cases if case[0] == "GET"]
+    if not load.available("wrk"):
+        results.notes.append(
+            "wrk is not installed: the manifest GET rows were skipped (apt-get install wrk)."
+        )
+        cases = [case for case in cases if case[0] != "GET"]
+    for server in servers.values():  # unmeasured warm-up
+        for method, _ in cases[:1]:
+            _load(method, server.url + path, 8, 1)
+    for method, connections in cases:
+        key = f"manifest_{method.lower()}_c{connections}{tag}"
+        tool = "wrk" if method == "GET" else "hey"
+        busy = connections > 1 and not tls
+        results.metric(
+            key, f"manifest {method}, concurrency {connections} ({tool}){suffix}", "requests/s", "higher",
+            Target("ratio ≥ 1.5", ratio_at_least=1.5) if busy else None,
+        )  # fmt: skip
+        results.metric(
+            key + "_p99", f"manifest {method}, concurrency {connections}: p99 latency{suffix}", "ms", "lower",
+            Target("ratio ≤ 1.0", ratio_at_most=1.0) if busy else None,
+        )  # fmt: skip
+
+        def run(number: int, server: Server, method: str = method, connections: int = connections) -> None:
+            result = _load(method, server.url + path, connections, plan.load_seconds)
+            key = f"manifest_{method.lower()}_c{connections}{tag}"
+            results.add(key, server.side, result.requests_per_second)
+            results.add(key + "_p99", server.side, result.p99_ms)
+            progress(
+                f"  {key} round {number + 1} {server.side}: {result.requests_per_second:.0f}/s, "
+                f"p99 {result.p99_ms:.1f} ms"
+            )
+
+        interleave(plan.rounds, servers, run)
+
+
+def _load(method: str, url: str, connections: int, seconds: int) -> load.LoadResult:
+    if method == "GET":
+        return load.wrk_get(url, connections, seconds)
+    return load.hey(url, connections, seconds, method)
+
+
+# -- 4: tags and catalog -----------------------------------------------------------------------------------
+
+
+def listings(results: Results, servers: dict[str, Server], plan: Plan) -> None:
+    tags, repositories, page = plan.tags, plan.repositories, plan.page
+    results.metric("tags_list", f"tags list, {tags:,} tags, one request", "ms", "lower")
+    results.metric("tags_walk", f"tags list, {tags:,} tags, paged by {page}: full walk", "ms", "lower")
+    results.metric("catalog_walk", f"_catalog, {repositories:,} repositories, paged by {page}: full walk",
+                   "ms", "lower")  # fmt: skip
+    seen: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def timed(server: Server, path: str, key: str) -> float:
+        seconds, requests, entries = client.walk(server.url, server.client_context(), path, key)
+        seen[(server.side, path)] = (requests, entries)
+        return seconds * 1000
+
+    def run(number: int, server: Server) -> None:
+        one = statistics.median(
+            timed(server, f"/v2/{TAGS_REPOSITORY}/tags/list", "tags") for _ in range(plan.listing_repeats)
+        )
+        walk = timed(server, f"/v2/{TAGS_REPOSITORY}/tags/list?n={page}", "tags")
+        catalog = timed(server, f"/v2/_catalog?n={page}", "repositories")
+        results.add("tags_list", server.side, one)
+        results.add("tags_walk", server.side, walk)
+        results.add("catalog_walk", server.side, catalog)
+        progress(f"  listings round {number + 1} {server.side}: tags {one:.0f} ms, walk {walk:.0f} ms, "
+                 f"catalog {catalog:.0f} ms")  # fmt: skip
+
+    interleave(plan.rounds, servers, run)
+    for side in SIDES:
+        requests, entries = seen[(side, f"/v2/{TAGS_REPOSITORY}/tags/list?n={page}")]
+        if entries != tags:
+            results.notes.append(f"{side}'s tags walk returned {entries} tags, expected {tags}.")
+        if side == DISTRIBUTION and requests == 1:
+            results.notes.append(
+                "distribution 2.8.2 ignores `n` on tags/list: its paged walk is one request for every tag."
+            )
+        requests, entries = seen[(side, f"/v2/_catalog?n={page}")]
+        if entries < repositories:
+            results.notes.append(
+                f"{side}'s catalog walk returned {entries} repositories, expected {repositories}."
+            )
+
+
+# -- 5: skopeo ---------------------------------------------------------------------------------------------
+
+
+def skopeo_copies(results: Results, servers: dict[str, Server], plan: Plan, workdir: Path) -> None:
+    from tests.clients import build_image
+    from tests.clients import skopeo
+
+    layers = plan.skopeo_layers
+    size = (
+        f"{plan.skopeo_layer_size >> 10} KiB"
+        if plan.skopeo_layer_size < MIB
+        else size_label(plan.skopeo_layer_size)
+    )
+    results.metric("skopeo_in", f"skopeo copy in, {layers} layers of {size}", "s", "lower")
+    results.metric("skopeo_out", f"skopeo copy out, {layers} layers of {size}", "s", "lower")
+    for number in range(plan.rounds):
+        # A new image each round: skopeo remembers where blobs went and would mount instead of pushing.
+        directory = Path(tempfile.mkdtemp(prefix=f"skopeo-{number}-", dir=workdir))
+        source = build_image(directory, layers=layers, layer_size=plan.skopeo_layer_size)
+        for direction in ("in", "out"):
+            for side in SIDES:
+                server = servers[side]
+                reference = f"docker://{server.host}/bench/skopeo-{number}:1"
+                if direction == "in":
+                    args = ["copy", "--dest-tls-verify=false", source, reference]
+                else:
+                    args = ["copy", "--src-tls-verify=false", reference, f"oci:{directory}/out-{side}:1"]
+                started = time.perf_counter()
+                skopeo(*args)
+                seconds = time.perf_counter() - started
+                results.add(f"skopeo_{direction}", side, seconds)
+                progress(f"  skopeo {direction} round {number + 1} {side}: {seconds:.2f} s")
+
+
+# -- 6, 7: start-up ----------------------------------------------------------------------------------------
+
+
+def ready(results: Results, plan: Plan, workdir: Path) -> None:
+    results.metric(
+        "ready", "ready time: process start to first 200 on /v2/", "ms", "lower",
+        Target("ratio ≤ 3.0", ratio_at_most=3.0),
+    )  # fmt: skip
+    for number in range(plan.rounds):
+        for side in SIDES:
+            samples = [ready_time(side, workdir) for _ in range(plan.ready_starts)]
+            results.add("ready", side, statistics.median(samples) * 1000)
+            progress(f"  ready round {number + 1} {side}: {statistics.median(samples) * 1000:.1f} ms")
+
+
+def fixture(results: Results, plan: Plan) -> None:
+    from benchmarks.fixture_overhead import start_stop
+
+    results.metric(
+        "fixture", "in-process fixture start + stop (pax_registry)", "ms", "lower",
+        Target("emulator < 20 ms", emulator_below=20),
+    )  # fmt: skip
+    for number in range(plan.rounds):
+        median = statistics.median(start_stop(plan.fixture_iterations)) * 1000
+        results.add("fixture", EMULATOR, median)
+        progress(f"  fixture round {number + 1}: {median:.2f} ms")

@@ -1,0 +1,64 @@
+"""Content for the read scenarios, written once in distribution's storage layout and copied to both roots.
+
+Writing 10,000 tags or repositories through either server's API would take longer than the benchmark
+itself; the emulator's storage layer writes the very files a push would (distribution reads them the same
+way: see ``tests/test_distribution_compat.py``), and ``cp -a`` gives each server its own copy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import typing as t
+from pathlib import Path
+
+from benchmarks.client import OCI_CONFIG
+from benchmarks.client import OCI_LAYER
+from benchmarks.client import OCI_MANIFEST
+
+MANIFEST_REPOSITORY = "bench/manifest"
+MANIFEST_TAG = "latest"
+TAGS_REPOSITORY = "bench/tags"
+CATALOG_PREFIX = "bench/catalog/repo-"
+
+
+def seed(root: Path, *, tags: int, repositories: int) -> str:
+    """Write the manifest repository, ``tags`` tags in one repository and ``repositories`` more
+    repositories under ``root``; returns the manifest's digest."""
+    from emulator.drivers.filesystem import FileSystemDriver
+    from emulator.storage.cache import NoCache
+    from emulator.storage.registry import Registry
+
+    registry = Registry(FileSystemDriver(str(root)), NoCache())
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
+    layer = b"benchmark layer\n" * 64
+    config_digest = registry.blobs.put(config)
+    layer_digest = registry.blobs.put(layer)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": str(config_digest), "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER, "digest": str(layer_digest), "size": len(layer)}],
+        }
+    ).encode()
+
+    def repository(name: str, tag_names: t.Iterable[str]) -> str:
+        registry.blobs.link(name, config_digest)
+        registry.blobs.link(name, layer_digest)
+        digest, _ = registry.put_manifest(name, "latest", manifest, OCI_MANIFEST)
+        for tag in tag_names:
+            registry.tags.tag(name, tag, digest)
+        return str(digest)
+
+    digest = repository(MANIFEST_REPOSITORY, [MANIFEST_TAG])
+    repository(TAGS_REPOSITORY, (f"tag-{n:05d}" for n in range(tags - 1)))  # plus "latest"
+    for n in range(repositories - 2):  # the two above are in the catalog too
+        repository(f"{CATALOG_PREFIX}{n:05d}", ())
+    return digest
+
+
+def copy_tree(source: Path, destination: Path) -> None:
+    """``cp -a source/. destination``: far faster than :func:`shutil.copytree` for 100,000 small files."""
+    destination.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", f"{source}/.", str(destination)], check=True)
