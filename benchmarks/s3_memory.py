@@ -21,7 +21,6 @@ import http.client
 import os
 import subprocess
 import sys
-import threading
 import time
 import typing as t
 import urllib.error
@@ -31,6 +30,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.servers import RSSSampler
+from benchmarks.servers import status_kib
 from fixtures.process import RegistryProcess
 from fixtures.process import free_port
 
@@ -46,37 +47,6 @@ def size_arg(text: str) -> int:
     if value and value[-1] in _UNITS:
         return int(float(value[:-1]) * _UNITS[value[-1]])
     return int(value)
-
-
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
-class Sampler:
-    """The highest ``VmRSS`` seen every 20 ms, next to the kernel's ``VmHWM``."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmRSS"))
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmHWM"))
 
 
 class MotoProcess:
@@ -214,8 +184,10 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         with RegistryProcess(config) as registry:
             push(registry.url, 1024, 0)  # warm-up: imports, connection pools
             before = status_kib(registry.pid, "VmHWM")
-            with Sampler(registry.pid) as sampler:
+            with RSSSampler(registry.pid) as sampler:
                 digest, seconds = push(registry.url, args.size, args.chunk)
+            # The kernel's high-water mark catches a peak between two samples.
+            sampler.peak_kib = max(sampler.peak_kib, status_kib(registry.pid, "VmHWM"))
             rise = (sampler.peak_kib - before) / 1024
             patch = (args.chunk or args.size) / MiB
             print(f"blob:                 {args.size / MiB:.0f} MiB in {patch:.0f} MiB PATCHes")
@@ -224,7 +196,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             print(f"peak RSS before push: {before / 1024:.1f} MiB")
             print(f"peak RSS during push: {sampler.peak_kib / 1024:.1f} MiB (+{rise:.1f} MiB)")
             if args.pull:
-                with Sampler(registry.pid) as pulled:
+                with RSSSampler(registry.pid) as pulled:
                     seconds = pull(registry.url, digest, args.size)
                 print(f"pull:                 {seconds:.1f} s, peak RSS {pulled.peak_kib / 1024:.1f} MiB")
     finally:
