@@ -117,6 +117,21 @@ class _Date:
         return cls.line
 
 
+def _close_after_alert(sock: ssl.SSLSocket) -> None:
+    """Let the alert of a refused handshake reach the client before the socket closes.
+
+    A TLS 1.3 client sends its request right after its Finished message; closing a socket with that data
+    unread makes the kernel answer with a reset, which can destroy the alert before the client reads it
+    (the client then reports "connection reset" instead of, say, "certificate required").
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)  # also drops the TLS layer: what follows reads raw bytes
+        sock.settimeout(1.0)
+        for _ in range(16):
+            if not sock.recv(READ_BUFFER):
+                break
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -721,7 +736,14 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
                     request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls_context is not None:
                 request.settimeout(HANDSHAKE_TIMEOUT)
-                request = self.tls_context.wrap_socket(request, server_side=True)
+                request = self.tls_context.wrap_socket(
+                    request, server_side=True, do_handshake_on_connect=False
+                )
+                try:
+                    request.do_handshake()
+                except (OSError, ValueError):
+                    _close_after_alert(request)
+                    raise
             # Blocking, with the idle timeout in the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a Python-level timeout
             # would add a poll() before every recv and send.
             request.settimeout(None)

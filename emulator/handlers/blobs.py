@@ -13,6 +13,7 @@ from ..drivers.base import CHUNK_SIZE
 from ..errors import RangeInvalid
 from ..errors import Unsupported
 from ..reference import Digest
+from .common import if_none_match
 from .common import parse_digest
 
 _MEDIA_TYPE_RE = re.compile(r"[\w.+-]+/[\w.+-]+")
@@ -40,7 +41,8 @@ def get_blob(ctx: Context, name: str, digest: Digest) -> Response:
         "Accept-Ranges": "bytes",
         "Content-Type": _content_type(ctx),
     }
-    if _etag_matches(ctx.request.headers.get("If-None-Match"), digest):
+    wanted = if_none_match(ctx.request)
+    if str(digest) in wanted or "*" in wanted:
         return Response(status=304, headers=headers)
     size = descriptor.size
     span = _requested_range(ctx.request.headers.get("Range"), size)
@@ -79,13 +81,6 @@ def _content_type(ctx: Context) -> str:
         if _MEDIA_TYPE_RE.fullmatch(wanted):
             return wanted
     return "application/octet-stream"
-
-
-def _etag_matches(header: str | None, digest: Digest) -> bool:
-    if not header:
-        return False
-    candidates = {value.strip().removeprefix("W/").strip('"') for value in header.split(",")}
-    return str(digest) in candidates or "*" in candidates
 
 
 def _requested_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -24,6 +24,14 @@ def parse_digest(text: str | None) -> Digest:
         raise DigestInvalid({"digest": text}, message=str(e)) from None
 
 
+def if_none_match(request: Request) -> set[str]:
+    """The entity tags in ``If-None-Match``, unquoted, weak or not."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return set()
+    return {value.strip().removeprefix("W/").strip('"') for value in header.split(",")}
+
+
 def body_chunks(request: Request) -> t.Iterator[bytes]:
     """The request body in chunks, never whole: blobs may be larger than memory."""
     stream = request.stream

@@ -19,6 +19,7 @@ from ..storage.manifests import OCI_INDEX
 from ..storage.manifests import OCI_MANIFEST
 from ..storage.manifests import StoredManifest
 from ..storage.manifests import parse_stored
+from .common import if_none_match
 from .common import parse_digest
 
 
@@ -57,7 +58,7 @@ def get_manifest(ctx: Context, name: str, reference: str) -> Response:
         "ETag": f'"{manifest.digest}"',
         "Content-Length": str(len(manifest.content)),
     }
-    if _etag_matches(ctx, str(manifest.digest)):
+    if str(manifest.digest) in if_none_match(ctx.request):
         return Response(status=304, headers=headers)
     # Werkzeug sends no body for HEAD but keeps the headers, Content-Length included.
     return Response(manifest.content, headers=headers)
@@ -94,13 +95,6 @@ def _negotiate(ctx: Context, name: str, reference: str, manifest: StoredManifest
                 return chosen
         raise ManifestUnknown({"reference": reference}, message="no linux/amd64 manifest in list")
     return manifest
-
-
-def _etag_matches(ctx: Context, digest: str) -> bool:
-    header = ctx.request.headers.get("If-None-Match")
-    if not header:
-        return False
-    return any(v.strip().removeprefix("W/").strip('"') == digest for v in header.split(","))
 
 
 def put_manifest(ctx: Context, name: str, reference: str) -> Response:

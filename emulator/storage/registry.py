@@ -14,6 +14,7 @@ from ..errors import ManifestUnknown
 from ..errors import TagInvalid
 from ..reference import Digest
 from ..reference import is_valid_tag
+from ..reference import looks_like_digest
 from . import catalog
 from .blobs import BlobStore
 from .cache import BlobDescriptorCache
@@ -51,7 +52,7 @@ class Registry:
         return descriptor
 
     def resolve(self, name: str, reference: str) -> Digest:
-        if ":" in reference:
+        if looks_like_digest(reference):
             return Digest.parse(reference)
         return self.tags.resolve(name, reference)
 
@@ -61,7 +62,7 @@ class Registry:
     def put_manifest(
         self, name: str, reference: str, content: bytes, content_type: str | None
     ) -> tuple[Digest, ParsedManifest]:
-        is_tag = ":" not in reference
+        is_tag = not looks_like_digest(reference)
         if is_tag and not is_valid_tag(reference):
             raise TagInvalid({"tag": reference})
         algorithm = "sha256" if is_tag else Digest.parse(reference).algorithm
@@ -74,7 +75,7 @@ class Registry:
         return digest, parsed
 
     def delete_manifest(self, name: str, reference: str) -> None:
-        if ":" not in reference:
+        if not looks_like_digest(reference):
             self.tags.untag(name, reference)
             return
         digest = Digest.parse(reference)
