@@ -18,6 +18,8 @@ from .app import RegistryApp as RegistryApp
 from .app import make_app as make_app
 from .config import Config as Config
 from .config import ConfigError as ConfigError
+from .serving import IDLE_TIMEOUT
+from .serving import MAX_CONNECTIONS
 from .serving import BackgroundServer as BackgroundServer
 
 if t.TYPE_CHECKING:
@@ -53,10 +55,23 @@ def over_default(override: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
 
 
 def serve_wsgi(
-    app: t.Any, *, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    app: t.Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> BackgroundServer:
     """Serve any WSGI app (a registry, or one wrapped in middleware) in a background thread."""
-    return BackgroundServer(app, host=host, port=port, ssl_context=ssl_context)
+    return BackgroundServer(
+        app,
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+    )
 
 
 def start(
@@ -65,14 +80,24 @@ def start(
     host: str = "127.0.0.1",
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> BackgroundServer:
     """Start a registry in a background thread on ``host:port`` (a free port by default).
 
     With ``http.tls`` configured and no ``ssl_context``, the configured certificates are used.
+    ``http.maxconnections`` caps the connections served at once; ``idle_timeout`` bounds every socket
+    read and write (seconds).
     """
     loaded = load_config(config)
     if ssl_context is None and loaded.http.tls is not None and loaded.http.tls.certificate:
         from .tls import server_context
 
         ssl_context = server_context(loaded.http.tls)
-    return BackgroundServer(make_app(loaded), host=host, port=port, ssl_context=ssl_context)
+    return BackgroundServer(
+        make_app(loaded),
+        host=host,
+        port=port,
+        ssl_context=ssl_context,
+        max_connections=loaded.http.maxconnections,
+        idle_timeout=idle_timeout,
+    )

@@ -32,7 +32,13 @@ def _load(path: str | None) -> configuration.LoadedConfig:
 def check_config(path: str) -> int:
     loaded = _load(path)
     _ssl_context(loaded)  # certificates and ciphers are checked here too
-    sys.stdout.write(configuration.dump(configuration.redacted(loaded.raw)))
+    shown = configuration.redacted(loaded.raw)
+    http = shown.get("http")
+    if not isinstance(http, dict):
+        http = shown["http"] = {}
+    # The connection cap is ours, not distribution's: shown in effect even where the file leaves it out.
+    http.setdefault("maxconnections", loaded.config.http.maxconnections)
+    sys.stdout.write(configuration.dump(shown))
     return 0
 
 
@@ -110,7 +116,13 @@ def serve(path: str | None) -> int:
 
     try:
         serve_forever(
-            app, host, port, ssl_context=ssl_context, drain_timeout=config.http.draintimeout, on_ready=ready
+            app,
+            host,
+            port,
+            ssl_context=ssl_context,
+            drain_timeout=config.http.draintimeout,
+            max_connections=config.http.maxconnections,
+            on_ready=ready,
         )
     except OSError as e:
         _fail(f"{config.source}: http.addr: cannot listen on {config.http.addr}: {e.strerror or e}")

@@ -1,64 +1,65 @@
 """How the registry is served: the one place that knows which HTTP server runs the WSGI app.
 
-The server is this module's own: a threaded HTTP/1.1 server (one thread per connection, as Werkzeug's and
-Go's are) on :mod:`socketserver`, with keep-alive, ``sendfile(2)`` for blobs and a request parser that does
-the least work it can. It replaced Werkzeug's development server after the candidates were measured behind
-the same app (manifest GET, filesystem storage, ``wrk -t2 -c32``, on 2 cores shared with wrk):
+The server is this module's own thread-per-connection server; HTTP/1.1 itself is h11's. h11 parses every
+request head (request line, header syntax, ``Host`` rules, Content-Length and Transfer-Encoding), decodes
+chunked bodies, decides keep-alive, and frames every response (Content-Length or chunked, no body for HEAD,
+204 and 304). What h11 leaves to its user, and this module therefore decides:
 
-===============================  ===========  ========  ==============================================
-server                           requests/s   p99       what it cannot do
-===============================  ===========  ========  ==============================================
-Werkzeug threaded (before)       1.0k         47 ms     keep-alive: it closes every connection
-cheroot, 32 threads              2.2k         300 ms    (its p99)
-granian, 1 worker, 4 threads     2.6k         20 ms     TLS 1.0/1.1, cipher suites, several client-CA
-                                                        files, the Let's Encrypt SNI callback; its
-                                                        worker is a second process
-this module                      4.5k         17 ms     -
-docker-registry 2.8.2            1.9k         70 ms     (the peer, same run as this module)
-===============================  ===========  ========  ==============================================
+- Limits: a request head of at most 1 MiB (431 beyond), a request line of at most 64 KiB (414), a
+  Content-Length below 2**63 (as Go's server), HTTP/1.0 and 1.1 only (505), an origin-form or absolute-form
+  request target (400 otherwise), no Transfer-Encoding on HTTP/1.0 (RFC 9112 section 6.1: its framing is
+  faulty). A request carrying both Content-Length and chunked is framed as chunked and its connection is
+  closed after the response (RFC 9112 section 6.3).
+- Any framing error answers 400 (431/414 for sizes, 501 for an unknown transfer coding, as RFC 9112 asks and
+  Go answers) and closes the connection: nothing read after a bad head or a bad body is ever taken as a
+  request.
+- Content-Length bodies are read straight from the socket, after h11 has validated the framing: feeding
+  them through h11 costs two more copies of every byte (1.17 s per GiB, measured here, against 0.8 s for
+  the sha256 of the same GiB), which would halve the push rate. Chunked bodies go through h11.
+- ``Expect: 100-continue`` is answered when the app first reads the body, so after authentication and
+  routing; a body the app did not read is drained up to 256 KiB, beyond which the connection is closed.
+- Blobs handed over through ``wsgi.file_wrapper`` leave with ``sendfile(2)`` on plain connections (h11
+  frames them: its ``send_with_data_passthrough`` hands back the object it was given), in 1 MiB reads over
+  TLS, chunked when they have no length.
+- Time: sockets are blocking with the idle timeout in the kernel (``SO_RCVTIMEO``/``SO_SNDTIMEO``), so it
+  bounds every read and write, ``sendfile`` included, without a ``poll`` before each call; the TLS handshake
+  has its own timeout. Plain HTTP sent to a TLS port answers 400, as distribution does.
+- Connections: at most ``max_connections`` are served at once (``http.maxconnections``, default 1,000).
+  At the cap, a connection that has not sent a complete request head yet (idle keep-alive, half-open,
+  slowloris) is closed to make room, as nginx reuses idle keep-alive connections; otherwise new connections
+  wait in the listen backlog.
+- Turns (see :class:`Server`): on local storage connections run the app one at a time. No one can hold
+  a turn across their own I/O: it is given up when the app first reads the body or writes, and through
+  ``environ["emulator.leave_turn"]`` before slow work that needs no interpreter (password hashing).
 
-(The first three rows were measured while planning; the last two come from one ``python -m benchmarks``
-run, which interleaves the two servers; see the README's performance section.) Granian was the fastest
-third-party server on plain HTTP but cannot honour ``http.tls`` as distribution does: the minimum version
-tls1.0/1.1, cipher suites, one file per client CA and the SNI callback that picks the current ACME
-certificate all need Python's :class:`ssl.SSLContext`; and its worker process would slow the start and
-hold a second copy of ``inmemory`` storage. One server for every configuration was preferred over a
-split: this one takes the configured context as it is (the handshake runs in the connection's thread),
-serves in-memory storage from one process, starts in well under a millisecond and runs in a thread for
-tests (:class:`BackgroundServer`).
-
-What makes it fast:
-
-- Keep-alive (HTTP/1.1, and HTTP/1.0 clients that ask): one accept and one thread per client, not per
-  request. A request body the app left unread is drained so that the connection stays usable.
-- Request lines and headers are read from one buffered reader; the environ is a per-connection template
-  plus what differs per request; a small response leaves with its headers in one ``send``. Sockets are
-  blocking, with the idle timeout in the kernel (``SO_RCVTIMEO``), so no ``poll`` precedes each call.
-- A blob handed over through ``wsgi.file_wrapper`` goes out with ``sendfile(2)`` on plain connections (no
-  copy through Python; byte ranges too); over TLS, in 1 MiB reads. Request bodies are read straight from
-  the socket in the sizes the app asks for.
-- Turns (see :class:`_Server`): on local storage, connections run the app one at a time instead of
-  fighting for the interpreter lock, which keeps the p99 latency under load low.
-- Waiting connections are all accepted at once and their threads started without waiting for them:
-  under load, TLS clients that dial spare connections (Go's) otherwise fill the backlog.
+Measured while choosing the server (manifest GET, filesystem storage, ``wrk -t2 -c32``, 2 cores shared with
+wrk): Werkzeug's threaded server 1.0k requests/s (no keep-alive), cheroot 2.2k with a p99 of 300 ms, granian
+2.6k but without TLS 1.0/1.1, cipher suites, several client-CA files or an SNI callback, this module's server
+(before h11) 4.5k with a p99 of 17 ms, docker-registry 1.9k. h11 costs about 55 us per request here (mostly
+header validation when sending the response), which the benchmark suite measures against distribution.
 """
 
 from __future__ import annotations
 
 import _thread
+import collections
 import contextlib
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
-import socketserver
 import struct
 import sys
 import threading
 import time
 import typing as t
 from urllib.parse import unquote_to_bytes
+
+import h11
+
+from .config.model import HTTPConfig
 
 if t.TYPE_CHECKING:
     import ssl
@@ -70,72 +71,86 @@ log = logging.getLogger("emulator.serving")
 
 #: How long a client may take over its TLS handshake before its connection is dropped.
 HANDSHAKE_TIMEOUT = 10.0
-#: How long a connection may stay silent (between requests, or in the middle of one) before it is closed.
+#: How long a socket read or write may wait (between requests, or in the middle of one).
 IDLE_TIMEOUT = 300.0
-_IDLE_TIMEVAL = struct.pack("ll", int(IDLE_TIMEOUT), 0)
-#: The longest request line or header line accepted, and how many header lines.
-MAX_LINE = 65536
-MAX_HEADERS = 128
+#: Connections served at once: ``http.maxconnections``'s default.
+MAX_CONNECTIONS = HTTPConfig.maxconnections
+#: The largest request head (request line and headers), as Go's ``DefaultMaxHeaderBytes``.
+MAX_HEAD = 1 << 20
+#: The longest request line.
+MAX_REQUEST_LINE = 1 << 16
+#: Go's server refuses Content-Lengths that do not fit an int64.
+MAX_CONTENT_LENGTH = (1 << 63) - 1
 #: A request body the app did not read is drained (to keep the connection) up to this much.
-DRAIN_LIMIT = 1 << 30
+DRAIN_LIMIT = 256 << 10
 #: How many waiting connections are accepted in one go.
 ACCEPT_BATCH = 256
-#: Buffer of the reader a connection reads requests from; bodies larger than this bypass it.
+#: Reads of request heads and chunked bodies.
 READ_BUFFER = 1 << 16
-#: Reads from a blob file when ``sendfile`` cannot be used (TLS).
+#: Reads from a blob file when ``sendfile`` cannot be used (TLS, in-memory storage).
 FILE_BUFFER = 1 << 20
-#: Responses whose first chunk is at most this large leave with their headers in one ``send``.
+#: Responses whose body is at most this large leave with their head in one ``send``.
 COALESCE_LIMIT = 1 << 16
+#: The WSGI environ key of the callable that gives up the request's turn (see :class:`Server`).
+LEAVE_TURN = "emulator.leave_turn"
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _REASONS = {
     400: "Bad Request",
     414: "URI Too Long",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
+    501: "Not Implemented",
+    505: "HTTP Version Not Supported",
 }
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_NO_BODY_STATUS = frozenset({204, 304})
+_ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]+)([/?].*)?", re.IGNORECASE)
+#: The starts of a plain HTTP request, to tell one sent to a TLS port from a broken handshake (Go's list).
+_HTTP_STARTS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO", b"PATCH", b"DELET")
+_TLS_HANDSHAKE_RECORD = 0x16
+#: distribution's (Go's) answer to plain HTTP on a TLS port.
+_PLAIN_HTTP_ANSWER = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 class _Date:
-    """The ``Date`` header line, formatted once a second."""
+    """The ``Date`` header value, formatted once a second."""
 
     second = -1
-    line = ""
+    value = ""
 
     @classmethod
-    def header(cls) -> str:
+    def now(cls) -> str:
         now = int(time.time())
         if now != cls.second:
             tm = time.gmtime(now)
-            cls.line = (
-                f"Date: {_WEEKDAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
-                f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT\r\n"
+            cls.value = (
+                f"{_WEEKDAYS[tm.tm_wday]}, {tm.tm_mday:02d} {_MONTHS[tm.tm_mon - 1]} {tm.tm_year} "
+                f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} GMT"
             )
             cls.second = now
-        return cls.line
+        return cls.value
 
 
-def _close_after_alert(sock: ssl.SSLSocket) -> None:
-    """Let the alert of a refused handshake reach the client before the socket closes.
-
-    A TLS 1.3 client sends its request right after its Finished message; closing a socket with that data
-    unread makes the kernel answer with a reset, which can destroy the alert before the client reads it
-    (the client then reports "connection reset" instead of, say, "certificate required").
-    """
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)  # also drops the TLS layer: what follows reads raw bytes
-        sock.settimeout(1.0)
-        for _ in range(16):
-            if not sock.recv(READ_BUFFER):
-                break
+def _parser() -> h11.Connection:
+    """h11's state for one request (a new one per request: see :meth:`_Connection.handle`)."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
 
 
 class _BadRequest(Exception):
+    """A request the server refuses before the app sees it; the connection is closed after the answer."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
+
+
+class _Gone(Exception):
+    """The client closed the connection, or let it idle past the timeout: nothing more to answer."""
 
 
 def _client_disconnected() -> Exception:
@@ -143,6 +158,24 @@ def _client_disconnected() -> Exception:
     from werkzeug.exceptions import ClientDisconnected
 
     return ClientDisconnected()
+
+
+def _linger_close(sock: socket.socket, limit: int = DRAIN_LIMIT) -> None:
+    """Close after a final answer without destroying it.
+
+    Closing a socket with unread input makes the kernel send a reset, which can overtake the answer
+    (a refused TLS handshake's alert, a 400 after a bad body) before the client reads it. So our side is
+    shut down first and what the client still sends is read and dropped, briefly.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)  # for TLS sockets this also drops the TLS layer: raw bytes follow
+        sock.settimeout(1.0)
+        drained = 0
+        while drained < limit:
+            data = sock.recv(READ_BUFFER)
+            if not data:
+                break
+            drained += len(data)
 
 
 class _FileWrapper:
@@ -164,55 +197,77 @@ class _FileWrapper:
         self.file.close()
 
 
+class _FileSpan:
+    """``count`` bytes of a file from its current position, as the data of one h11 ``Data`` event.
+
+    h11 only needs its length to frame it and hands the object back from ``send_with_data_passthrough``;
+    the connection then sends the bytes itself.
+    """
+
+    def __init__(self, file: t.BinaryIO, count: int) -> None:
+        self.file = file
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+
 class _Body:
-    """``wsgi.input`` for a body with a ``Content-Length``: never reads past it."""
+    """``wsgi.input`` for a body with a Content-Length: never reads past it.
 
-    def __init__(self, rfile: t.BinaryIO, length: int, on_read: t.Callable[[], None] | None = None) -> None:
-        self._rfile = rfile
+    The bytes h11 had buffered past the head come first, then the socket.
+    """
+
+    def __init__(self, connection: _Connection, length: int, buffered: bytes) -> None:
+        self._connection = connection
         self.remaining = length
-        #: Called before the first read: the connection gives up its turn (see :class:`_Server`).
-        self._on_read = on_read
-
-    def _reading(self) -> None:
-        if self._on_read is not None:
-            self._on_read()
-            self._on_read = None
+        self._buffered = buffered
+        self.started = False
+        #: The client stopped sending inside the body (or idled past the timeout).
+        self.broken = False
 
     @property
     def done(self) -> bool:
         return self.remaining <= 0
+
+    def leftover(self) -> bytes:
+        """What was received past the body: the start of the next request. Only once the body is done."""
+        data, self._buffered = self._buffered, b""
+        return data
+
+    def _take_buffered(self, size: int) -> bytes:
+        data = self._buffered[:size]
+        self._buffered = self._buffered[size:]
+        return data
 
     def read(self, size: int | None = -1) -> bytes:
         if self.remaining <= 0:
             return b""
         if size is None or size < 0 or size > self.remaining:
             size = self.remaining
-        self._reading()
-        try:
-            data = self._rfile.read(size)
-        except OSError:
-            data = b""
+        if not self.started:
+            self.started = True
+            self._connection.body_started()
+        if self._buffered:
+            data = self._take_buffered(min(size, self.remaining))
+        else:
+            data = self._connection.receive(size)
         self.remaining -= len(data)
-        if len(data) < size:
-            self.remaining = -1  # the rest will never come: the connection is closed after this request
+        if not data:
+            self.broken = True
+            self.remaining = 0
             raise _client_disconnected()
         return data
 
     def readline(self, size: int | None = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        if size is None or size < 0 or size > self.remaining:
-            size = self.remaining
-        self._reading()
-        try:
-            line = self._rfile.readline(size)
-        except OSError:
-            line = b""
-        if not line:
-            self.remaining = -1
-            raise _client_disconnected()
-        self.remaining -= len(line)
-        return line
+        # Bodies here are blobs and manifests, never line-oriented forms: a simple, correct version.
+        line = bytearray()
+        while not line.endswith(b"\n") and (size is None or size < 0 or len(line) < size):
+            byte = self.read(1)
+            if not byte:
+                break
+            line += byte
+        return bytes(line)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         return list(self)
@@ -223,7 +278,7 @@ class _Body:
 
     def drain(self, limit: int) -> bool:
         """Read and drop what is left, if at most ``limit``; whether the connection can be reused."""
-        if self.remaining < 0 or self.remaining > limit:
+        if self.broken or self.remaining > limit:
             return False
         try:
             while self.remaining > 0:
@@ -234,90 +289,75 @@ class _Body:
 
 
 class _ChunkedBody(_Body):
-    """``wsgi.input`` for ``Transfer-Encoding: chunked``: yields the data, never the framing."""
+    """``wsgi.input`` for ``Transfer-Encoding: chunked``, decoded by h11."""
 
-    def __init__(self, rfile: t.BinaryIO, on_read: t.Callable[[], None] | None = None) -> None:
-        super().__init__(rfile, 0, on_read)
+    def __init__(self, connection: _Connection, parser: h11.Connection) -> None:
+        super().__init__(connection, 0, b"")
+        self._parser = parser
+        self._pending = b""
         self._finished = False
-        self._broken = False
-        self.received = 0
 
     @property
     def done(self) -> bool:
-        return self._finished
+        return self._finished and not self._pending
 
-    def _next_chunk(self) -> None:
-        # After a chunk's data comes a CRLF, before the next chunk's size line.
-        if self.received and self._rfile.readline(MAX_LINE) not in (b"\r\n", b"\n"):
-            raise ValueError("chunk not followed by CRLF")
-        line = self._rfile.readline(MAX_LINE)
-        if not line.endswith(b"\n"):
-            raise ValueError("truncated chunk size line")
-        size = int(line.split(b";", 1)[0].strip(), 16)
-        if size < 0:
-            raise ValueError("negative chunk size")
-        if size == 0:
-            while self._rfile.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
-                pass  # trailers are dropped
-            self._finished = True
-        self.remaining = size
-        self.received += 1
+    def leftover(self) -> bytes:
+        return self._parser.trailing_data[0]
+
+    def _next_data(self) -> bytes:
+        while True:
+            try:
+                event = self._parser.next_event()
+                if event is h11.NEED_DATA:
+                    self._parser.receive_data(self._connection.receive(READ_BUFFER))
+                    continue
+            except h11.RemoteProtocolError:
+                # A malformed chunk, or the connection closed inside the body.
+                self.broken = self._finished = True
+                raise _client_disconnected() from None
+            if isinstance(event, h11.Data):
+                return bytes(event.data)
+            self._finished = True  # EndOfMessage: trailers are dropped
+            return b""
 
     def read(self, size: int | None = -1) -> bytes:
-        parts: list[bytes] = []
+        if not self.started:
+            self.started = True
+            self._connection.body_started()
         wanted = sys.maxsize if size is None or size < 0 else size
-        self._reading()
-        try:
-            while wanted > 0 and not self._finished:
-                if self.remaining == 0:
-                    self._next_chunk()
-                    continue
-                data = self._rfile.read(min(wanted, self.remaining))
-                if not data:
-                    raise ValueError("connection closed inside a chunk")
-                self.remaining -= len(data)
-                wanted -= len(data)
-                parts.append(data)
-        except (OSError, ValueError):
-            self._broken = self._finished = True
-            raise _client_disconnected() from None
+        parts: list[bytes] = []
+        while wanted > 0:
+            if not self._pending:
+                if self._finished:
+                    break
+                self._pending = self._next_data()
+                continue
+            data, self._pending = self._pending[:wanted], self._pending[wanted:]
+            wanted -= len(data)
+            parts.append(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        # Chunked bodies are blobs and manifests, never line-oriented forms: a simple, correct version.
-        line = bytearray()
-        while not line.endswith(b"\n") and (size is None or size < 0 or len(line) < size):
-            byte = self.read(1)
-            if not byte:
-                break
-            line += byte
-        return bytes(line)
 
     def drain(self, limit: int) -> bool:
         drained = 0
         try:
-            while not self._finished and drained <= limit:
+            while not self.done and drained <= limit:
                 drained += len(self.read(FILE_BUFFER))
         except Exception:
             return False
-        return self._finished and not self._broken
-
-
-_EMPTY_BODY = _Body(t.cast(t.BinaryIO, None), 0)
+        return self.done and not self.broken
 
 
 class _Connection:
     """One client connection: reads requests, calls the app, writes responses, until either side ends."""
 
-    def __init__(self, server: _Server, sock: socket.socket, client_address: t.Any) -> None:
+    def __init__(self, server: Server, sock: socket.socket, client_address: t.Any) -> None:
         self.server = server
         self.sock = sock
-        self.rfile = t.cast(t.BinaryIO, sock.makefile("rb", READ_BUFFER))
+        self.tls = server.tls_context is not None
         if isinstance(client_address, tuple):
             remote_addr, remote_port = str(client_address[0]), str(client_address[1])
         else:
             remote_addr, remote_port = "<local>", "0"  # a Unix socket's peer has no address
-        self.tls = server.tls_context is not None
         self.environ: dict[str, t.Any] = {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "https" if self.tls else "http",
@@ -333,172 +373,230 @@ class _Connection:
             "SERVER_PORT": server.server_port,
             "REMOTE_ADDR": remote_addr,
             "REMOTE_PORT": remote_port,
+            "werkzeug.socket": sock,
         }
-        if self.tls:
-            self._add_client_certificate()
-        # Per response:
+        if server.turn is not None:
+            self.environ[LEAVE_TURN] = self.leave_turn
+        #: Bytes received past the previous request: the start of the next one.
+        self.buffered = b""
+        #: Set when the connection must close after the current response.
+        self.closing = False
+        #: Closed by the server to make room for another client (see :meth:`Server._make_room`).
+        self.reclaimed = False
+        self.has_turn = False
+        # Per request:
+        self.parser = _parser()
+        self.body: _Body = _Body(self, 0, b"")
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.head_sent = False
-        self.chunked = False
-        self.keep_alive = True
-        self.to_send: int | None = None  # bytes of body still allowed by Content-Length
-        self.head_request = False
-        self.has_turn = False
+        self.to_send: int | None = None  # bytes of body still allowed by the response's Content-Length
+        self.body_allowed = True
 
-    def _add_client_certificate(self) -> None:
+    def start_tls(self, sock: ssl.SSLSocket) -> None:
+        """The handshake is done: requests are read from ``sock`` and carry the client's certificate."""
         import ssl
 
+        self.sock = sock
+        self.environ["werkzeug.socket"] = sock
         with contextlib.suppress(ValueError, AttributeError):
-            der = t.cast("ssl.SSLSocket", self.sock).getpeercert(binary_form=True)
+            der = sock.getpeercert(binary_form=True)
             if der is not None:
                 self.environ["SSL_CLIENT_CERT"] = ssl.DER_cert_to_PEM_cert(der)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def receive(self, size: int) -> bytes:
+        """Up to ``size`` bytes from the socket; ``b""`` when the client closed or idled past the timeout.
+
+        On plain sockets ``MSG_WAITALL`` fills a large read in one call, straight into the bytes object
+        that is returned.
+        """
+        try:
+            if not self.tls:
+                return self.sock.recv(size, socket.MSG_WAITALL if size > READ_BUFFER else 0)
+            if size <= READ_BUFFER:
+                return self.sock.recv(size)
+            # TLS hands out one 16 KiB record per call: fill the read, for fewer trips through the app.
+            buffer = bytearray(size)
+            view = memoryview(buffer)
+            received = 0
+            while received < size:
+                count = self.sock.recv_into(view[received:])
+                if not count:
+                    break
+                received += count
+            return bytes(view[:received])
+        except OSError:  # a reset, or EAGAIN: the idle timeout (SO_RCVTIMEO) ran out
+            return b""
+
+    def _read_head(self) -> h11.Request:
+        """The next request's head, parsed by h11; :class:`_Gone` if the client leaves first."""
+        parser = self.parser
+        line_length = 0
+        line_done = False
+        data = self.buffered
+        self.buffered = b""
+        while True:
+            if data:
+                if not line_done:
+                    newline = data.find(b"\n")
+                    line_done = newline >= 0
+                    line_length += newline if line_done else len(data)
+                    if line_length > MAX_REQUEST_LINE:
+                        raise _BadRequest(414, "request line too long")
+                parser.receive_data(data)
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError as e:
+                status = e.error_status_hint
+                raise _BadRequest(status, str(e) or _REASONS.get(status, "bad request")) from None
+            if isinstance(event, h11.Request):
+                return event
+            if event is not h11.NEED_DATA:
+                raise _Gone()  # ConnectionClosed before any request
+            data = self.receive(READ_BUFFER)
+            if not data:
+                if line_length == 0 and not parser.trailing_data[0]:
+                    raise _Gone()  # closed (or timed out) between requests: nothing to answer
+                parser.receive_data(b"")  # h11 answers a head cut short with an error
+
+    def body_started(self) -> None:
+        """The app reads the body: it gives up its turn, and a client waiting for it gets its 100."""
+        self.leave_turn()
+        if self.parser.they_are_waiting_for_100_continue:
+            self.sock.sendall(self.parser.send(h11.InformationalResponse(status_code=100, headers=[])))
 
     # -- the request loop --------------------------------------------------------------------------
 
     def serve(self) -> None:
         server = self.server
         try:
-            while server.connection_idle(self):
+            while server.connection_waiting(self):
                 try:
-                    line = self.rfile.readline(MAX_LINE + 1)
-                except OSError:
-                    line = b""
+                    request = self._read_head()
+                except _Gone:
+                    return
+                except _BadRequest as e:
+                    self.send_error(e.status, str(e))
+                    return
                 server.connection_busy(self)
                 try:
-                    if not line or not self.handle(line):
+                    if not self.handle(request):
                         return
                 finally:
                     server.request_done()
         finally:
-            server.connection_gone(self)
-            with contextlib.suppress(OSError):
-                self.rfile.close()
+            if self.closing:
+                _linger_close(self.sock)
 
-    def handle(self, line: bytes) -> bool:
-        """Serve the request that starts with ``line``; whether the connection stays open."""
+    def _environ(self, request: h11.Request) -> WSGIEnvironment:
+        """The WSGI environ of ``request``, or :class:`_BadRequest` for what h11 leaves to servers."""
+        version = request.http_version
+        if version not in (b"1.1", b"1.0"):
+            raise _BadRequest(505, "HTTP version not supported")
+        environ = self.environ.copy()
+        target = request.target
+        environ["REQUEST_URI"] = environ["RAW_URI"] = target.decode("latin-1")
+        if not target.startswith(b"/"):
+            absolute = _ABSOLUTE_FORM.fullmatch(target)
+            if absolute is not None:
+                environ["HTTP_HOST"] = absolute.group(1).decode("latin-1")
+                target = absolute.group(2) or b"/"
+            elif not (target == b"*" and request.method == b"OPTIONS"):
+                raise _BadRequest(400, "malformed request target")
+        chunked = False
+        for name, value in request.headers:
+            if name == b"content-length":
+                if int(value) > MAX_CONTENT_LENGTH:
+                    raise _BadRequest(400, "Content-Length too large")
+                environ["CONTENT_LENGTH"] = value.decode("latin-1")
+                continue
+            if name == b"content-type":
+                environ["CONTENT_TYPE"] = value.decode("latin-1")
+                continue
+            if name == b"transfer-encoding":
+                chunked = True
+            elif name == b"host" and "HTTP_HOST" in environ:
+                continue  # absolute-form: the target's authority wins (RFC 9112 section 3.2.2)
+            key = name.decode("latin-1")
+            if "_" in key:
+                continue  # as Werkzeug does: HTTP_X_FOO must not be forgeable as "X_Foo"
+            key = "HTTP_" + key.upper().replace("-", "_")
+            text = value.decode("latin-1")
+            existing = environ.get(key)
+            environ[key] = text if existing is None else f"{existing},{text}"
+        if chunked:
+            if version == b"1.0":
+                raise _BadRequest(400, "Transfer-Encoding in an HTTP/1.0 request")
+            if "CONTENT_LENGTH" in environ:
+                del environ["CONTENT_LENGTH"]
+                self.closing = True  # both framings: RFC 9112 asks to close after the response
+        path, _, query = target.decode("latin-1").partition("?")
+        environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+        environ["QUERY_STRING"] = query
+        environ["REQUEST_METHOD"] = request.method.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = f"HTTP/{version.decode()}"
+        return environ
+
+    def handle(self, request: h11.Request) -> bool:
+        """Serve one request; whether the connection stays open."""
         try:
-            environ, body = self.parse(line)
+            environ = self._environ(request)
         except _BadRequest as e:
             self.send_error(e.status, str(e))
             return False
-        except OSError:
-            return False
-        if environ is None:
-            return True  # an empty line between requests, which RFC 9112 lets servers ignore
+        buffered = self.parser.trailing_data[0]
+        length = environ.get("CONTENT_LENGTH")
+        if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" in environ:
+            self.body = _ChunkedBody(self, self.parser)
+        else:
+            self.body = _Body(self, int(length) if length else 0, buffered)
+        environ["wsgi.input"] = self.body
         self.status = None
         self.headers = []
-        self.head_sent = self.chunked = False
+        self.head_sent = False
         self.to_send = None
+        self.body_allowed = request.method != b"HEAD"
         try:
             self.run_app(environ)
-        except OSError:
-            return False  # the client went away while the response was being sent
+        except _BadRequest as e:
+            if not self.head_sent:
+                self.send_error(e.status, str(e))
+            self.closing = True
+            return False
+        except (OSError, h11.LocalProtocolError):
+            # The client went away while the response was being sent, or the app sent less than its
+            # Content-Length (the client would wait forever).
+            self.closing = True
+            return False
         except Exception:
             log.exception("error serving %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            if self.head_sent:
-                return False
-            self.keep_alive = False
-            with contextlib.suppress(OSError):
-                self.send_error(500, "Internal Server Error")
+            if not self.head_sent:
+                with contextlib.suppress(OSError):
+                    self.send_error(500, "Internal Server Error")
+            self.closing = True
             return False
-        if self.to_send:
-            return False  # the app sent less than its Content-Length: the client would wait forever
-        if not body.done and not body.drain(DRAIN_LIMIT):
-            self.keep_alive = False
-        return self.keep_alive
+        return self._finish_request()
 
-    def parse(self, line: bytes) -> tuple[dict[str, t.Any] | None, _Body]:
-        if len(line) > MAX_LINE:
-            raise _BadRequest(414, "request line too long")
-        parts = line.split()
-        if not parts:
-            return None, _EMPTY_BODY
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            raise _BadRequest(400, "malformed request line")
-        method_b, target_b, version_b = parts
-        environ = self.environ.copy()
-        version = version_b.decode("latin-1")
-        http11 = version != "HTTP/1.0"
-        keep_alive = http11
-        length: int | None = None
-        chunked = expect_continue = False
-        rfile = self.rfile
-        for _ in range(MAX_HEADERS):
-            header = rfile.readline(MAX_LINE + 1)
-            if header in (b"\r\n", b"\n"):
-                break
-            if not header.endswith(b"\n"):
-                if not header:
-                    raise OSError("connection closed inside the request headers")
-                raise _BadRequest(431, "header line too long")
-            name, sep, value_b = header.partition(b":")
-            if not sep or not name or name != name.strip() or header[0] in b" \t":
-                raise _BadRequest(400, "malformed header line")
-            value = value_b.strip().decode("latin-1")
-            key = name.decode("latin-1").upper()
-            if key == "CONTENT-LENGTH":
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise _BadRequest(400, "invalid Content-Length")
-                length = int(value)
-                environ["CONTENT_LENGTH"] = value
-                continue
-            if key == "CONTENT-TYPE":
-                environ["CONTENT_TYPE"] = value
-                continue
-            if key == "TRANSFER-ENCODING":
-                codings = [c.strip().lower() for c in value.split(",")]
-                if codings[-1] != "chunked":
-                    raise _BadRequest(400, "unsupported Transfer-Encoding")
-                chunked = True
-            elif key == "CONNECTION":
-                tokens = value.lower()
-                if "close" in tokens:
-                    keep_alive = False
-                elif "keep-alive" in tokens:
-                    keep_alive = True
-            elif key == "EXPECT":
-                expect_continue = value.lower() == "100-continue"
-            if "_" in key:
-                continue  # as Werkzeug does: HTTP_X_FOO must not be forgeable as "X_Foo"
-            key = "HTTP_" + key.replace("-", "_")
-            existing = environ.get(key)
-            environ[key] = value if existing is None else f"{existing},{value}"
-        else:
-            raise _BadRequest(431, "too many header lines")
-
-        target = target_b.decode("latin-1")
-        environ["REQUEST_METHOD"] = method = method_b.decode("latin-1")
-        environ["SERVER_PROTOCOL"] = version
-        environ["REQUEST_URI"] = environ["RAW_URI"] = target
-        if not target.startswith("/") and "://" in target:
-            # absolute-form: the authority is the host
-            _, _, rest = target.partition("://")
-            authority, slash, path_and_query = rest.partition("/")
-            environ["HTTP_HOST"] = authority
-            target = slash + path_and_query
-        path, _, query = target.partition("?")
-        environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
-        environ["QUERY_STRING"] = query
-
-        body: _Body
-        if chunked:
-            environ.pop("CONTENT_LENGTH", None)
-            body = _ChunkedBody(rfile, self.leave_turn)
-            if length is not None:
-                keep_alive = False  # both framings: RFC 9112 asks to close after the response
-        elif length:
-            body = _Body(rfile, length, self.leave_turn)
-        else:
-            body = _EMPTY_BODY
-        environ["wsgi.input"] = body
-        environ["werkzeug.socket"] = self.sock
-        if expect_continue and http11 and not body.done:
-            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.keep_alive = self.keep_alive and keep_alive  # False already if the server is stopping
-        self.http11 = http11
-        self.head_request = method == "HEAD"
-        return environ, body
+    def _finish_request(self) -> bool:
+        """After the response: whether the connection can carry another request."""
+        body = self.body
+        if self.closing or body.broken or self.parser.our_state is not h11.DONE:
+            self.closing = True  # h11's keep-alive rules (Connection: close, HTTP/1.0) or ours
+            return False
+        if not body.done:
+            if not body.started and self.parser.they_are_waiting_for_100_continue:
+                # The client holds its body until it gets a 100 that will never come: whether it sends
+                # it anyway cannot be known, so the connection ends here (as Go's server does).
+                self.closing = True
+                return False
+            if not body.drain(DRAIN_LIMIT):
+                self.closing = True
+                return False
+        self.buffered = body.leftover()
+        self.parser = _parser()
+        return True
 
     # -- responses ---------------------------------------------------------------------------------
 
@@ -528,17 +626,14 @@ class _Connection:
             self.leave_turn()
         try:
             if type(result) is _FileWrapper:
-                self.send_head(b"")
-                if self.to_send:
-                    self.send_file(result.file, self.to_send)
+                self.send_file(result.file)
                 return
             for data in result:
                 if data:
                     self.write(data)
             if not self.head_sent:
                 self.send_head(b"")
-            if self.chunked:
-                self.sock.sendall(b"0\r\n\r\n")
+            self.sock.sendall(self.parser.send(h11.EndOfMessage()))
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -556,126 +651,124 @@ class _Connection:
                 self.send_head(data)
                 return
             self.send_head(b"")
-        self.send_body(data)
+        self.sock.sendall(self.frame(data))
 
     def send_head(self, first: bytes) -> None:
         status = self.status
         if status is None:
             raise AssertionError("the app returned without calling start_response")
         code = int(status[:3])
-        lines = ["HTTP/1.1 ", status, "\r\n"]
-        length: int | None = None
+        headers: list[tuple[str, str]] = []
         for name, value in self.headers:
             lower = name.lower()
             if lower == "content-length":
-                length = int(value)
-                continue
-            elif lower == "connection":
-                if "close" in value.lower():
-                    self.keep_alive = False
-                continue
+                if self.body_allowed and code not in (204, 304):
+                    self.to_send = int(value)
             elif lower == "transfer-encoding":
-                continue  # hop-by-hop: the server frames the body
-            lines += (name, ": ", value, "\r\n")
-        lines.append(_Date.header())
-        body_allowed = not self.head_request and code >= 200 and code not in _NO_BODY_STATUS
-        if length is not None:
-            lines += ("Content-Length: ", str(length), "\r\n")
-        if not body_allowed:
+                continue  # hop-by-hop: h11 frames the body
+            headers.append((name, value))
+        if code in (204, 304) or not self.body_allowed:
             self.to_send = 0
-        elif length is not None:
-            self.to_send = length
-        elif self.http11:
-            self.chunked = True
-            lines.append("Transfer-Encoding: chunked\r\n")
-        else:
-            self.keep_alive = False  # the end of the body is the end of the connection
-        if not self.keep_alive:
-            lines.append("Connection: close\r\n")
-        elif not self.http11:
-            lines.append("Connection: keep-alive\r\n")
-        lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
+        headers.append(("Date", _Date.now()))
+        if self.closing or self.server.closing:
+            self.closing = True
+            headers.append(("Connection", "close"))
+        try:
+            head = self.parser.send(h11.Response(status_code=code, headers=headers, reason=status[4:]))
+        except h11.LocalProtocolError:
+            log.error("the app sent a malformed response head: %r %r", status, self.headers)
+            raise _BadRequest(500, "Internal Server Error") from None
         self.head_sent = True
-        if first:
-            self.sock.sendall(head + self.frame(first))
-        else:
-            self.sock.sendall(head)
+        self.sock.sendall(head + self.frame(first) if first else head)
 
     def frame(self, data: bytes) -> bytes:
-        """``data`` as it goes on the wire: cut to the Content-Length, or as one chunk."""
+        """``data`` as it goes on the wire: cut to the Content-Length, or as one chunk; nothing for HEAD."""
         if self.to_send is not None:
             if len(data) > self.to_send:
                 data = data[: self.to_send]
             self.to_send -= len(data)
-            return data
-        if self.chunked:
-            return b"%x\r\n%b\r\n" % (len(data), data)
-        return data
+        if not data:
+            return b""
+        return self.parser.send(h11.Data(data=data))
 
-    def send_body(self, data: bytes) -> None:
-        if self.to_send is not None:
-            if self.to_send <= 0:
-                return
-            if len(data) > self.to_send:
-                data = data[: self.to_send]
-            self.to_send -= len(data)
-            self.sock.sendall(data)
-        elif self.chunked:
-            self.sock.sendall(b"%x\r\n" % len(data))
-            self.sock.sendall(data)
-            self.sock.sendall(b"\r\n")
-        else:
-            self.sock.sendall(data)
+    def send_file(self, file: t.BinaryIO) -> None:
+        """Send a file handed over with ``wsgi.file_wrapper``: ``Content-Length`` bytes from its current
+        position with ``sendfile`` when both ends are real descriptors, else in 1 MiB reads; a file
+        without a length as chunks (or, to HTTP/1.0 clients, until the connection closes)."""
+        self.leave_turn()
+        self.send_head(b"")
+        count = self.to_send
+        if count is None:
+            while data := file.read(FILE_BUFFER):
+                self.sock.sendall(self.parser.send(h11.Data(data=data)))
+        elif count > 0:
+            pieces = self.parser.send_with_data_passthrough(
+                h11.Data(data=t.cast(bytes, _FileSpan(file, count)))
+            )
+            for piece in pieces or ():
+                if isinstance(piece, _FileSpan):
+                    self._send_span(piece)
+                else:
+                    self.sock.sendall(piece)
+            self.to_send = 0
+        self.sock.sendall(self.parser.send(h11.EndOfMessage()))
 
-    def send_file(self, file: t.BinaryIO, count: int) -> None:
-        """Send ``count`` bytes of ``file`` from its current position: with ``sendfile`` when both ends
-        are real descriptors (zero copy), else in 1 MiB reads."""
-        remaining = count
+    def _send_span(self, span: _FileSpan) -> None:
+        remaining = span.count
+        offset: int | None = None
         if not self.tls:
             try:
-                file.fileno()
-                offset = file.tell()
+                file_fd = span.file.fileno()
+                offset = span.file.tell()
             except (OSError, ValueError, AttributeError):
-                pass  # not a real file (in-memory storage)
-            else:
-                remaining -= self.sock.sendfile(file, offset, count)
-                self.to_send = remaining
-                return
+                offset = None  # not a real file (in-memory storage)
+        if offset is not None:
+            # os.sendfile, not socket.sendfile: on EAGAIN (the send timeout ran out) the latter waits
+            # forever in select() on a blocking socket.
+            out_fd = self.sock.fileno()
+            while remaining > 0:
+                sent = os.sendfile(out_fd, file_fd, offset, min(remaining, 1 << 30))
+                if sent == 0:
+                    raise OSError("file shorter than its Content-Length")
+                offset += sent
+                remaining -= sent
+            return
         while remaining > 0:
-            data = file.read(min(remaining, FILE_BUFFER))
+            data = span.file.read(min(remaining, FILE_BUFFER))
             if not data:
-                break
+                raise OSError("file shorter than its Content-Length")
             self.sock.sendall(data)
             remaining -= len(data)
-        self.to_send = remaining
 
     def send_error(self, status: int, message: str) -> None:
-        body = f"{message}\n".encode()
+        """A final answer from the server itself (the app never saw the request); the connection closes."""
+        self.closing = True
+        body = f"{message}\n".encode("latin-1", "replace")
         head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n{_Date.header()}"
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nDate: {_Date.now()}\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n"
         )
-        self.sock.sendall(head.encode("latin-1") + body)
+        with contextlib.suppress(OSError):
+            self.sock.sendall(head.encode("latin-1") + body)
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """Accepts connections and serves each in its own thread; knows which are idle, so that stopping
-    can close those at once and wait for the others (as Go's ``Server.Shutdown`` does).
+class Server:
+    """Accepts connections and serves each in its own thread, at most ``max_connections`` at once.
+
+    It knows which connections wait for a request (no complete head received yet), so that stopping can
+    close those at once and wait for the others (as Go's ``Server.Shutdown`` does), and so that at the cap
+    the longest-waiting one makes room for a new client.
 
     With ``turns``, connections take turns to run the app: one at a time, from the moment a request is
-    parsed until the app returns, or first reads the request body or writes to the client, at which
-    point the request gives up its turn and finishes without it (so an upload or a slow client never
-    holds up the others; responses are sent outside the turn too). Python runs one thread at a time
-    anyway; without turns, 32 connections fight for the interpreter lock at every system call and the
-    unlucky ones wait many rounds: taking turns cut the p99 latency of manifest GETs at concurrency 32
-    from 50-90 ms to about 20 ms and raised throughput by about 10%. It is for local storage only: an
-    app waiting on a remote store (S3) in its turn would hold up every other client.
+    parsed until the app returns, first reads the request body, writes to the client or calls
+    ``environ["emulator.leave_turn"]``, at which point the request gives up its turn and finishes without
+    it (so an upload, a slow client or a password check never holds up the others). Python runs one
+    thread at a time anyway; without turns, 32 connections fight for the interpreter lock at every system
+    call and the unlucky ones wait many rounds: taking turns cut the p99 latency of manifest GETs at
+    concurrency 32 from 50-90 ms to about 20 ms. It is for local storage only: an app waiting on a remote
+    store (S3) in its turn would hold up every other client.
     """
-
-    daemon_threads = True
-    block_on_close = False
 
     def __init__(
         self,
@@ -684,98 +777,188 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
         tls_context: ssl.SSLContext | None = None,
         *,
         turns: bool = False,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
-        # BaseServer, not TCPServer: the socket is already bound and listening.
-        socketserver.BaseServer.__init__(self, sock.getsockname(), _Connection)  # type: ignore[arg-type]
         self.socket = sock
-        sock.setblocking(False)  # accepted until none is left: see _handle_request_noblock
-        self.address_family = sock.family
+        sock.setblocking(False)  # accepted until none is left: see _accept
         self.app = app
         self.tls_context = tls_context
         self.turn = threading.Lock() if turns else None
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.handshake_timeout = handshake_timeout
+        self._idle_timeval = _timeval(idle_timeout)
         address = sock.getsockname()
         if isinstance(address, tuple):
             self.server_name, self.server_port = str(address[0]), str(address[1])
         else:
             self.server_name, self.server_port = "localhost", "80"
         self._lock = threading.Condition()
-        self._idle: set[_Connection] = set()
-        self._connections: set[_Connection] = set()
+        #: Connections waiting for a request head, oldest first.
+        self._waiting: collections.OrderedDict[_Connection, None] = collections.OrderedDict()
+        #: Sockets accepted and not yet closed (a connection counts from its accept to its close).
+        self._open = 0
         self._active = 0
-        self._closing = False
+        self.closing = False
+        self._stopping = False
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
         return self.tls_context
 
-    # -- connections -------------------------------------------------------------------------------
+    # -- the accept loop ---------------------------------------------------------------------------
 
-    def _handle_request_noblock(self) -> None:
-        """Accept every connection waiting, not one per wake-up.
+    def serve_forever(self) -> None:
+        """Accept and dispatch until :meth:`shutdown`. At the cap the listening socket is left alone
+        (new clients wait in its backlog) until a connection ends."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            listening = False
+            while not self._stopping:
+                with self._lock:
+                    room = self._open < self.max_connections or bool(self._waiting)
+                if room and not listening:
+                    selector.register(self.socket, selectors.EVENT_READ)
+                elif not room and listening:
+                    selector.unregister(self.socket)
+                listening = room
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_read:
+                        with contextlib.suppress(OSError):
+                            while self._wake_read.recv(4096):
+                                pass
+                    elif not self._stopping:
+                        self._accept()
 
-        Under load the accepting thread waits for the interpreter lock after every system call; taking
-        one connection per turn let TLS clients that dial spare connections (Go's) fill the backlog
-        faster than it drained, and a new client then waited seconds for its handshake.
-        """
+    def _make_room(self) -> bool:
+        """Whether a connection can be accepted now; at the cap, closes the longest-waiting one.
+        Only called with a client in the backlog: an idle connection is never closed for nothing."""
+        with self._lock:
+            if self._open < self.max_connections:
+                return True
+            if not self._waiting:
+                return False
+            connection, _ = self._waiting.popitem(last=False)
+            self._open -= 1  # counted as gone now: its thread ends as soon as it sees the shutdown
+            connection.reclaimed = True
+        log.debug("connection limit reached: closing a connection that waits for a request")
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+        return True
+
+    def _accept(self) -> None:
+        """Accept the connections waiting, not one per wake-up: under load, TLS clients that dial spare
+        connections (Go's) otherwise fill the backlog faster than it drains."""
         for _ in range(ACCEPT_BATCH):
+            if not self._make_room():
+                return
             try:
-                request, client_address = self.socket.accept()
+                sock, client_address = self.socket.accept()
             except OSError:
                 return  # BlockingIOError: nothing more waiting (the socket is non-blocking)
-            self.process_request(request, client_address)
-
-    def process_request(self, request: t.Any, client_address: t.Any) -> None:
-        # Thread.start() waits until the new thread has run; under load that wait is a wait for the
-        # interpreter lock, so the connection's thread is started without it (it is a daemon thread).
-        _thread.start_new_thread(self.process_request_thread, (request, client_address))
-
-    def process_request_thread(self, request: t.Any, client_address: t.Any) -> None:
-        try:
-            if self.address_family != socket.AF_UNIX:
-                with contextlib.suppress(OSError):
-                    request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls_context is not None:
-                request.settimeout(HANDSHAKE_TIMEOUT)
-                request = self.tls_context.wrap_socket(
-                    request, server_side=True, do_handshake_on_connect=False
-                )
-                try:
-                    request.do_handshake()
-                except (OSError, ValueError):
-                    _close_after_alert(request)
-                    raise
-            # Blocking, with the idle timeout in the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a Python-level timeout
-            # would add a poll() before every recv and send.
-            request.settimeout(None)
-            request.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IDLE_TIMEVAL)
-            request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _IDLE_TIMEVAL)
-            connection = _Connection(self, request, client_address)
             with self._lock:
-                self._connections.add(connection)
+                self._open += 1
+            # Thread.start() waits until the new thread has run; under load that wait is a wait for the
+            # interpreter lock, so the connection's thread is started without it (it is a daemon thread).
+            _thread.start_new_thread(self._serve_connection, (sock, client_address))
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"x")
+
+    def shutdown(self) -> None:
+        """Make :meth:`serve_forever` return (from any thread, or a signal handler)."""
+        self._stopping = True
+        self._wake()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _serve_connection(self, sock: socket.socket, client_address: t.Any) -> None:
+        connection = _Connection(self, sock, client_address)
+        try:
+            if sock.family != socket.AF_UNIX:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls_context is not None:
+                with self._lock:
+                    self._waiting[connection] = None  # a client that never finishes its handshake waits too
+                connection.start_tls(self._handshake(sock))
+            # Blocking, with the timeout in the kernel (SO_RCVTIMEO/SO_SNDTIMEO): a Python-level timeout
+            # would add a poll() before every recv and send.
+            connection.sock.settimeout(None)
+            connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._idle_timeval)
+            connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._idle_timeval)
             connection.serve()
-        except (OSError, ValueError):
+        except (OSError, ValueError, _Gone):
             # A failed handshake (no client certificate, an old protocol) is the client's problem,
             # and so is a connection reset.
             pass
         except Exception:
             log.exception("error on a connection from %s", client_address)
         finally:
-            self.shutdown_request(request)
+            with contextlib.suppress(OSError):
+                connection.sock.close()
+            with self._lock:
+                self._waiting.pop(connection, None)
+                if not connection.reclaimed:
+                    self._open -= 1
+            self._wake()  # room for a client waiting in the backlog
 
-    def connection_idle(self, connection: _Connection) -> bool:
-        """``connection`` waits for its next request; ``False`` when the server is stopping."""
-        with self._lock:
-            if self._closing:
+    def _handshake(self, sock: socket.socket) -> ssl.SSLSocket:
+        assert self.tls_context is not None
+        sock.settimeout(self.handshake_timeout)
+        if self._plain_http(sock):
+            log.debug("plain HTTP request on the TLS port from %s", sock.getpeername())
+            with contextlib.suppress(OSError):
+                sock.sendall(
+                    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+                )
+            _linger_close(sock)
+            raise _Gone()
+        tls_sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        try:
+            tls_sock.do_handshake()
+        except (OSError, ValueError):
+            _linger_close(tls_sock)
+            raise
+        return tls_sock
+
+    def _plain_http(self, sock: socket.socket) -> bool:
+        """Whether the client's first bytes are an HTTP request rather than a TLS handshake record.
+        :class:`_Gone` if it sends nothing within the handshake timeout."""
+        deadline = time.monotonic() + self.handshake_timeout
+        while True:
+            try:
+                first = sock.recv(5, socket.MSG_PEEK)
+            except OSError:
+                raise _Gone() from None
+            if not first:
+                raise _Gone()
+            if first[0] == _TLS_HANDSHAKE_RECORD:
                 return False
-            self._idle.add(connection)
-            return True
+            if len(first) == 5 or time.monotonic() > deadline:
+                return first.startswith(_HTTP_STARTS)
+            time.sleep(0.005)  # MSG_PEEK returns at once while fewer bytes than asked are there
+
+    def connection_waiting(self, connection: _Connection) -> bool:
+        """``connection`` waits for its next request head; ``False`` when the server is stopping."""
+        with self._lock:
+            if self.closing or connection.reclaimed:
+                return False
+            self._waiting[connection] = None
+            at_cap = self._open >= self.max_connections
+        if at_cap:
+            self._wake()  # the accept loop may now close this one for a client in the backlog
+        return True
 
     def connection_busy(self, connection: _Connection) -> None:
         with self._lock:
-            self._idle.discard(connection)
+            self._waiting.pop(connection, None)
             self._active += 1
-            if self._closing:
-                connection.keep_alive = False
 
     def request_done(self) -> None:
         with self._lock:
@@ -783,17 +966,14 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
             if not self._active:
                 self._lock.notify_all()
 
-    def connection_gone(self, connection: _Connection) -> None:
-        with self._lock:
-            self._idle.discard(connection)
-            self._connections.discard(connection)
-
     def close_idle_connections(self) -> None:
-        """Stop reading new requests: idle connections are closed now, busy ones after their response."""
+        """Stop reading new requests: waiting connections are closed now, busy ones after their
+        response."""
         with self._lock:
-            self._closing = True
-            idle, self._idle = self._idle, set()
-        for connection in idle:
+            self.closing = True
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for connection in waiting:
             with contextlib.suppress(OSError):
                 # socket.socket's own shutdown, also for TLS sockets: wakes the reading thread.
                 socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
@@ -810,11 +990,11 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
         return True
 
     def server_close(self) -> None:
-        super().server_close()
+        with contextlib.suppress(OSError):
+            self.socket.close()
         self.close_idle_connections()
-
-    def handle_error(self, request: t.Any, client_address: t.Any) -> None:
-        log.exception("error on a connection from %s", client_address)
+        self._wake_read.close()
+        self._wake_write.close()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -853,15 +1033,23 @@ def create_server(
     ssl_context: ssl.SSLContext | None = None,
     *,
     turns: bool = False,
-) -> _Server:
-    """A threaded server bound to ``host:port`` (``port`` 0 picks a free one); ``host`` may be
-    ``unix://PATH`` for a Unix socket. A failure to bind raises :class:`OSError`. ``turns``: see
-    :class:`_Server`."""
-    return _Server(bind_socket(host, port), app, ssl_context, turns=turns)
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> Server:
+    """A server bound to ``host:port`` (``port`` 0 picks a free one); ``host`` may be ``unix://PATH``
+    for a Unix socket. A failure to bind raises :class:`OSError`. ``turns``: see :class:`Server`."""
+    return Server(
+        bind_socket(host, port),
+        app,
+        ssl_context,
+        turns=turns,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+    )
 
 
 def _local_storage(app: WSGIApplication) -> bool:
-    """Whether ``app`` is a registry on filesystem or in-memory storage (see :class:`_Server`)."""
+    """Whether ``app`` is a registry on filesystem or in-memory storage (see :class:`Server`)."""
     driver = getattr(getattr(app, "registry", None), "driver", None)
     return getattr(driver, "name", None) in ("filesystem", "inmemory")
 
@@ -869,9 +1057,8 @@ def _local_storage(app: WSGIApplication) -> bool:
 class BackgroundServer:
     """A server running in a daemon thread: what tests and the pytest plugin use.
 
-    Its loop waits on the listening socket and on a wake-up pipe, so :meth:`stop` returns within a
-    millisecond instead of waiting out a poll interval: a test suite that starts one registry per test
-    would otherwise spend most of its time stopping them.
+    :meth:`stop` wakes the accept loop at once instead of waiting out a poll interval: a test suite that
+    starts one registry per test would otherwise spend most of its time stopping them.
     """
 
     def __init__(
@@ -881,41 +1068,31 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.app = app
-        self._server = create_server(app, host, port, ssl_context)
+        self._server = create_server(
+            app, host, port, ssl_context, max_connections=max_connections, idle_timeout=idle_timeout
+        )
         self.port: int = self._server.socket.getsockname()[1]
         scheme = "https" if ssl_context is not None else "http"
         self.host = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self.url = f"{scheme}://{self.host}"
-        self._stopping = False
-        self._wake_read, self._wake_write = socket.socketpair()
-        self._thread = threading.Thread(target=self._serve, name=f"registry-{self.port}", daemon=True)
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"registry-{self.port}", daemon=True
+        )
         self._thread.start()
-
-    def _serve(self) -> None:
-        # socketserver's serve_forever can only notice shutdown() at its next poll; this loop is the
-        # same accept-and-dispatch, plus the wake-up socket.
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._server, selectors.EVENT_READ)
-            selector.register(self._wake_read, selectors.EVENT_READ)
-            while not self._stopping:
-                for key, _ in selector.select():
-                    if key.fileobj is self._server and not self._stopping:
-                        self._server._handle_request_noblock()
-                self._server.service_actions()
 
     def stop(self) -> None:
         """Stop accepting connections and close the socket; requests being served finish on their own."""
-        if self._stopping:
+        if self._stopped:
             return
-        self._stopping = True
-        with contextlib.suppress(OSError):
-            self._wake_write.send(b"x")
+        self._stopped = True
+        self._server.shutdown()
         self._thread.join()
         self._server.server_close()
-        self._wake_read.close()
-        self._wake_write.close()
 
     def __enter__(self) -> BackgroundServer:
         return self
@@ -931,28 +1108,27 @@ def serve_forever(
     *,
     ssl_context: ssl.SSLContext | None = None,
     drain_timeout: float = 0.0,
-    on_ready: t.Callable[[_Server], None] | None = None,
+    max_connections: int = MAX_CONNECTIONS,
+    on_ready: t.Callable[[Server], None] | None = None,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT.
 
     Then, as Go's ``Server.Shutdown``: stop accepting, close idle connections, and give requests being
     served up to ``drain_timeout`` seconds to finish.
     """
-    server = create_server(app, host, port, ssl_context, turns=_local_storage(app))
-    stopping = threading.Event()
+    server = create_server(
+        app, host, port, ssl_context, turns=_local_storage(app), max_connections=max_connections
+    )
 
     def stop(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            # shutdown() waits for serve_forever to return, so it must run off the main thread.
-            threading.Thread(target=server.shutdown, daemon=True).start()
+        server.shutdown()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if on_ready is not None:
         on_ready(server)
     try:
-        server.serve_forever(poll_interval=0.1)
+        server.serve_forever()
     finally:
         server.close_idle_connections()
         if drain_timeout > 0:

@@ -479,6 +479,20 @@ def test_env_http() -> None:
     assert http.headers == {"X-Frame-Options": ("SAMEORIGIN",), "x-custom": ("yes",)}
 
 
+def test_maxconnections_default_file_and_env() -> None:
+    assert parse().config.http.maxconnections == 1000
+    assert parse({"http": {"maxconnections": 50}}).config.http.maxconnections == 50
+    loaded = parse({"http": {"maxconnections": 50}}, {"REGISTRY_HTTP_MAXCONNECTIONS": "7"})
+    assert loaded.config.http.maxconnections == 7
+    assert not loaded.warnings  # our extension is a known key
+
+
+@pytest.mark.parametrize("value", [0, -1, "many", 1.5, True])
+def test_maxconnections_must_be_a_positive_integer(value: Any) -> None:
+    error = fails({"http": {"maxconnections": value}})
+    assert error.key == "http.maxconnections"
+
+
 @pytest.mark.parametrize(
     "environ",
     [

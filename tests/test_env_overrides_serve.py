@@ -364,6 +364,16 @@ def test_check_config_shows_pack_registry_paths_from_env(tmp_path: Path) -> None
     assert effective["auth"]["htpasswd"] == {"realm": "basic-realm", "path": str(tmp_path / "htpasswd")}
 
 
+def test_check_config_shows_the_connection_cap_in_effect(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("version: 0.1\nstorage:\n  inmemory: {}\n")
+    assert yaml.safe_load(run_cli("check-config", str(config)).stdout)["http"]["maxconnections"] == 1000
+    env = {"REGISTRY_HTTP_MAXCONNECTIONS": "25"}
+    result = run_cli("check-config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["http"]["maxconnections"] == 25
+
+
 def test_tutorial_dockerfile_env_over_tutorial_config(tmp_path: Path) -> None:
     """The tutorial Dockerfile's four variables; only the htpasswd file's location differs."""
     config = tmp_path / "registry-config.yml"

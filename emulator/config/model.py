@@ -68,6 +68,8 @@ class HTTPConfig:
     secret: str = ""
     #: Seconds.
     draintimeout: float = 0.0
+    #: Connections served at once (an extension of ours: distribution has no limit).
+    maxconnections: int = 1000
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tls: TLSConfig | None = None
     http2_disabled: bool = False

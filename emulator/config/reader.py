@@ -427,6 +427,7 @@ def _read_http(http: Section) -> HTTPConfig:
         relativeurls=http.boolean("relativeurls", False),
         secret=http.string("secret", ""),
         draintimeout=http.duration("draintimeout", 0.0),
+        maxconnections=http.integer("maxconnections", 1000, low=1),
         headers=headers,
         tls=_read_tls(http.section("tls")),
         http2_disabled=http.section("http2").boolean("disabled", False),

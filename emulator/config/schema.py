@@ -106,7 +106,7 @@ SCHEMA = struct(
         "http": struct(
             {
                 **dict.fromkeys(("addr", "net", "prefix", "host", "secret"), STR),
-                **dict.fromkeys(("relativeurls", "draintimeout"), VALUE),
+                **dict.fromkeys(("relativeurls", "draintimeout", "maxconnections"), VALUE),
                 "headers": mapof(STRLIST),
                 "tls": struct(
                     {
