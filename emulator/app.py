@@ -1,7 +1,8 @@
 """The WSGI application: everything every request goes through, once.
 
-Routing, the API-version and configured headers, authentication, repository-name checks, error
-rendering and the access log live here; handlers in :mod:`emulator.handlers` only do their one job.
+Routing, the API-version and configured headers, authentication, the grammar check of every
+identifier in the path, error rendering and the access log live here; handlers in
+:mod:`emulator.handlers` only do their one job.
 """
 
 from __future__ import annotations
@@ -22,17 +23,26 @@ from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
 from . import routes
+from .drivers.base import InvalidPath
 from .drivers.base import StorageUnavailable
+from .errors import BlobUploadUnknown
+from .errors import ManifestUnknown
 from .errors import NameInvalid
 from .errors import NotFound
 from .errors import RegistryError
+from .errors import TagInvalid
 from .errors import Unavailable
 from .errors import Unknown
 from .errors import Unsupported
+from .handlers.common import parse_digest
 from .logs import access_log
 from .logs import combined_log_line
 from .logs import log
+from .logs import request_uri
 from .reference import is_valid_name
+from .reference import is_valid_tag
+from .reference import is_valid_upload_id
+from .reference import looks_like_digest
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -122,7 +132,7 @@ class RegistryApp:
             # Like distribution's request log: method, path and status, never headers (credentials).
             fields = {
                 "http.request.method": request.method,
-                "http.request.uri": request.path,
+                "http.request.uri": request_uri(request.environ),
                 "http.request.remoteaddr": request.remote_addr,
                 "http.response.status": response.status_code,
             }
@@ -161,6 +171,12 @@ class RegistryApp:
         except StorageUnavailable as e:
             response = Unavailable({"reason": "storage backend unavailable, retry later"}).get_response()
             log.warning("storage unavailable serving %s %s: %s", request.method, request.path, e)
+        except InvalidPath as e:
+            # The route checks keep every identifier inside the storage alphabet, so this is a gap in
+            # them: the request still names nothing that can be stored, a client error, not a crash.
+            log.warning("storage refused a path serving %s %s: %s", request.method, request.path, e)
+            response = Unknown({"reason": "the request names no valid storage path"}).get_response()
+            response.status_code = 400
         except HTTPException as e:
             # Werkzeug's own errors (a client that disconnected mid-body, a malformed request).
             response = Unknown({"reason": e.description}, message=e.name).get_response()
@@ -182,11 +198,9 @@ class RegistryApp:
                 message="registry is in read-only mode",
                 headers={"Allow": "GET, HEAD"},
             )
-        name = values.get("name")
-        if name is not None and not is_valid_name(name):
-            raise NameInvalid({"name": name})
+        checked = check_route_values(request.method, values)
         context = Context(request, self.registry, self.config, self.secret, adapter, api)
-        return self.handlers[endpoint](context, **values)
+        return self.handlers[endpoint](context, **checked)
 
     def _finish(self, response: Response, *, routed: bool) -> Response:
         # Go writes reason phrases as RFC 9110 spells them ("401 Unauthorized"), Werkzeug in capitals.
@@ -205,7 +219,7 @@ class RegistryApp:
                 remote=request.remote_addr or "-",
                 user=self.authenticator.username(request) if self.authenticator else None,
                 method=request.method,
-                uri=request.full_path.rstrip("?"),
+                uri=request_uri(request.environ),
                 protocol=request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
                 status=response.status_code,
                 size=response.content_length,
@@ -214,6 +228,32 @@ class RegistryApp:
                 when=datetime.datetime.now().astimezone(),
             )
         )
+
+
+def check_route_values(method: str, values: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The route's values, each checked against the grammar of what it names, with the spec's error
+    for one that does not fit; a digest is handed on parsed. Handlers (and so storage paths) only
+    ever see values that passed."""
+    checked = dict(values)
+    name = values.get("name")
+    if name is not None and not is_valid_name(name):
+        raise NameInvalid({"name": name})
+    upload_id = values.get("upload_id")
+    if upload_id is not None and not is_valid_upload_id(upload_id):
+        # No upload can have such an id: unknown, as for any id this registry never gave out.
+        raise BlobUploadUnknown({"uuid": upload_id})
+    if "digest" in values:
+        checked["digest"] = parse_digest(values["digest"])
+    reference = values.get("reference")
+    if reference is not None:
+        if looks_like_digest(reference):
+            parse_digest(reference)
+        elif not is_valid_tag(reference):
+            if method == "PUT":
+                raise TagInvalid({"tag": reference})
+            # Something that is neither tag nor digest names no manifest: 404, as the spec requires.
+            raise ManifestUnknown({"reference": reference})
+    return checked
 
 
 def json_response(document: t.Any, *, status: int = 200, mimetype: str = "application/json") -> Response:

@@ -1,15 +1,24 @@
 """Logging as distribution does it: a level, a formatter (text, json, logstash), fixed fields on
-every line, and an Apache Combined Log Format access log on stdout."""
+every line, and an Apache Combined Log Format access log on stdout.
+
+Every record is one line whatever a client sent: values that could carry a line break, a quote or a
+separator are quoted and escaped (text, json and logstash alike), and the access log escapes what it
+takes from the request as Apache does, so no request can forge or split a log line.
+"""
 
 from __future__ import annotations
 
 import datetime
 import json
 import logging
+import re
 import sys
 import typing as t
+from urllib.parse import quote
 
 if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
     from .config import LogConfig
 
 #: The registry's logger; every module logs through children of it.
@@ -34,6 +43,21 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, t.Any]:
     return dict(getattr(record, "fields", {}))
 
 
+#: A text value left bare: logrus quotes everything else.
+_BARE_VALUE = re.compile(r"[A-Za-z0-9._/@^+-]+")
+
+
+def _json(value: t.Any) -> str:
+    """JSON with every character outside printable ASCII escaped: json.dumps escapes control
+    characters, quotes and non-ASCII, but leaves DEL as it is."""
+    return json.dumps(value, default=str).replace("\x7f", "\\u007f")
+
+
+def _text_value(value: t.Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return text if _BARE_VALUE.fullmatch(text) else _json(text)
+
+
 class TextFormatter(logging.Formatter):
     """``time="…" level=info msg="…" key=value`` lines, logrus's text format."""
 
@@ -43,16 +67,17 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [
-            f"time={json.dumps(_timestamp(record))}",
+            f"time={_json(_timestamp(record))}",
             f"level={_LEVEL_NAMES.get(record.levelno, 'info')}",
-            f"msg={json.dumps(record.getMessage())}",
+            f"msg={_json(record.getMessage())}",
         ]
         for key, value in sorted({**self.fields, **_extra_fields(record)}.items()):
-            parts.append(f"{key}={json.dumps(value) if isinstance(value, str) and ' ' in value else value}")
-        line = " ".join(parts)
+            parts.append(f"{_text_value(key)}={_text_value(value)}")
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+            # A field like any other, as logrus writes errors: a traceback quotes what the failing
+            # code was given, and that may be a client's text with line breaks in it.
+            parts.append(f"error={_json(self.formatException(record.exc_info))}")
+        return " ".join(parts)
 
 
 class JSONFormatter(logging.Formatter):
@@ -71,7 +96,7 @@ class JSONFormatter(logging.Formatter):
             document.update({"time": _timestamp(record), "level": level, "msg": record.getMessage()})
         if record.exc_info:
             document["error"] = self.formatException(record.exc_info)
-        return json.dumps(document)
+        return _json(document)
 
 
 def configure(config: LogConfig) -> None:
@@ -108,9 +133,60 @@ def combined_log_line(
     when: datetime.datetime,
 ) -> str:
     """One Apache Combined Log Format line. The URI's query is kept but never credentials:
-    the Authorization header is not part of the format."""
+    the Authorization header is not part of the format.
+
+    What comes from the client (request line, user, referer, user agent) is escaped as Apache
+    escapes it, so the line stays one line with its quoted fields intact. ``uri``, ``referer`` and
+    ``user_agent`` are WSGI strings (the bytes received, as latin-1); ``user`` is text.
+    """
     stamp = when.strftime("%d/%b/%Y:%H:%M:%S %z")
+    request = " ".join(escape_wsgi(part) for part in (method, uri, protocol))
+    who = escape_text(user) if user else "-"
+    length = size if size is not None else "-"
     return (
-        f'{remote} - {user or "-"} [{stamp}] "{method} {uri} {protocol}" {status} '
-        f'{size if size is not None else "-"} "{referer or ""}" "{user_agent or ""}"'
+        f'{remote} - {who} [{stamp}] "{request}" {status} {length} '
+        f'"{escape_wsgi(referer or "")}" "{escape_wsgi(user_agent or "")}"'
     )
+
+
+def _escape_byte(byte: int) -> str:
+    if byte in (0x22, 0x5C):  # " and \\
+        return "\\" + chr(byte)
+    if byte < 0x20 or byte >= 0x7F:
+        return f"\\x{byte:02x}"
+    return chr(byte)
+
+
+#: Byte -> its form in the access log, for every byte value.
+_ESCAPED_BYTES = [_escape_byte(byte) for byte in range(256)]
+
+
+def escape_bytes(data: bytes) -> str:
+    """``"`` and ``\\`` backslashed, control and non-ASCII bytes as ``\\xhh``: Apache's log escaping."""
+    return "".join(_ESCAPED_BYTES[byte] for byte in data)
+
+
+def escape_wsgi(text: str) -> str:
+    """:func:`escape_bytes` of a WSGI string, whose characters are the bytes received (latin-1)."""
+    try:
+        return escape_bytes(text.encode("latin-1"))
+    except UnicodeEncodeError:
+        # Not a WSGI string after all (a server that decoded UTF-8): log its UTF-8 bytes.
+        return escape_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+def escape_text(text: str) -> str:
+    """:func:`escape_bytes` of text, as its UTF-8 bytes."""
+    return escape_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+def request_uri(environ: WSGIEnvironment) -> str:
+    """The request-target as the client sent it, or, from a server that does not say, the path
+    quoted again with the query string."""
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw:
+        return str(raw)
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    path = quote(path, safe="/;=:@,+$!*'()~", encoding="latin-1", errors="replace")
+    query = environ.get("QUERY_STRING", "")
+    return f"{path}?{query}" if query else path

@@ -1,4 +1,6 @@
-"""Repository names, tags and digests: the grammar every route and store relies on."""
+"""Repository names, references, digests and upload ids: the grammar of every identifier a request
+carries. The app checks each route value against it before any handler or store sees the value, so
+nothing outside this grammar ever becomes part of a storage path."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ NAME_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\
 NAME_MAX_LENGTH = 255
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+#: Upload ids as :class:`~emulator.storage.uploads.UploadStore` makes them (``str(uuid.uuid4())``) and
+#: distribution does: the canonical lowercase form, nothing else.
+UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 #: Lengths of the hex-encoded part for the algorithms we can verify.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -59,6 +64,10 @@ def is_valid_name(name: str) -> bool:
 
 def is_valid_tag(tag: str) -> bool:
     return TAG_RE.fullmatch(tag) is not None
+
+
+def is_valid_upload_id(upload_id: str) -> bool:
+    return UPLOAD_ID_RE.fullmatch(upload_id) is not None
 
 
 def looks_like_digest(reference: str) -> bool:

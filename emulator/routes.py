@@ -23,15 +23,15 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class NameConverter(BaseConverter):
-    """A repository name: any run of segments; its grammar is checked by the app, which answers
-    ``NAME_INVALID`` instead of a bare 404 for a malformed name."""
+    """A repository name: any run of segments, whatever their characters (a line break too); its
+    grammar is checked by the app, which answers ``NAME_INVALID`` instead of a bare 404."""
 
-    regex = r"[^/].*?"
+    regex = r"[^/][\s\S]*?"
     part_isolating = False
 
 
 class SegmentConverter(BaseConverter):
-    """One path segment, taken verbatim (digests, tags and upload ids are checked by handlers)."""
+    """One path segment, taken verbatim: the app checks it against the grammar of what it names."""
 
     regex = r"[^/]+"
 

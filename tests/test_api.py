@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import typing as t
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from werkzeug.test import TestResponse
 
 import emulator
 from emulator.app import RegistryApp
+from emulator.drivers.base import InvalidPath
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -43,9 +45,12 @@ def stored_paths(app: RegistryApp) -> list[str]:
     return sorted(info.path for info in app.registry.driver.walk("/") if not info.is_dir)
 
 
+def document(response: TestResponse) -> t.Any:
+    return json.loads(response.get_data())
+
+
 def error_code(response: TestResponse) -> str:
-    body = json.loads(response.get_data())
-    return str(body["errors"][0]["code"])
+    return str(document(response)["errors"][0]["code"])
 
 
 def push_blob(client: Client, name: str, data: bytes) -> str:
@@ -257,6 +262,63 @@ def test_unknown_upload_is_404_blob_upload_unknown(client: Client) -> None:
     assert error_code(response) == "BLOB_UPLOAD_UNKNOWN"
 
 
+def all_stored(app: RegistryApp) -> list[str]:
+    """Every file and directory in storage: a cancelled repository leaves directories behind."""
+    return sorted(info.path for info in app.registry.driver.walk("/"))
+
+
+@pytest.mark.parametrize(
+    "upload_id",
+    [
+        "%2e%2e",
+        "..",
+        ".",
+        "%2E%2e",
+        "a%0d%0ab",
+        "%ff",
+        "a" * 300,
+        "%00",
+        "%5c",
+        "A" * 8 + "-0000-4000-8000-" + "0" * 12,
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PATCH", "PUT", "DELETE"])
+def test_upload_ids_outside_the_grammar_are_unknown_and_reach_no_storage(
+    client: Client, app: RegistryApp, upload_id: str, method: str
+) -> None:
+    """``DELETE .../uploads/%2e%2e`` once deleted the whole repository, ``.../uploads/.`` every upload."""
+    push_blob(client, "victim", b"layer")
+    opened = client.post("/v2/victim/blobs/uploads/").headers["Location"]
+    client.patch(opened, data=b"partial")
+    before = all_stored(app)
+    response = client.open(f"/v2/victim/blobs/uploads/{upload_id}?digest={sha256(b'x')}", method=method)
+    assert response.status_code == 404
+    if method != "HEAD":
+        assert error_code(response) == "BLOB_UPLOAD_UNKNOWN"
+    assert all_stored(app) == before
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+@pytest.mark.parametrize("reference", [".", "..", "a\\b", "-dash", "x" * 129, "%00"])
+def test_references_outside_the_grammar_are_manifest_unknown(
+    client: Client, app: RegistryApp, reference: str, method: str
+) -> None:
+    before = all_stored(app)
+    response = client.open(f"/v2/foo/manifests/{reference}", method=method)
+    assert response.status_code == 404
+    if method != "HEAD":
+        assert error_code(response) == "MANIFEST_UNKNOWN"
+    assert all_stored(app) == before
+
+
+@pytest.mark.parametrize("route", ["blobs", "referrers"])
+@pytest.mark.parametrize("digest", ["..", "sha256:..", "sha256%3a%2e%2e", "sha256:" + "a" * 300, "%ff"])
+def test_digests_outside_the_grammar_are_digest_invalid(client: Client, route: str, digest: str) -> None:
+    response = client.get(f"/v2/foo/{route}/{digest}")
+    assert response.status_code == 400
+    assert error_code(response) == "DIGEST_INVALID"
+
+
 def test_mount_from_another_repository(client: Client) -> None:
     digest = push_blob(client, "source", b"shared")
     response = client.post(f"/v2/target/blobs/uploads/?mount={digest}&from=source")
@@ -405,7 +467,7 @@ def test_manifest_with_unknown_blobs_is_manifest_blob_unknown(client: Client, ap
     response = client.put("/v2/foo/manifests/v1", data=manifest, content_type=OCI_MANIFEST)
     assert response.status_code == 400
     assert error_code(response) == "MANIFEST_BLOB_UNKNOWN"
-    assert len(response.json["errors"][0]["detail"]) == 2
+    assert len(document(response)["errors"][0]["detail"]) == 2
     assert stored_paths(app) == []
 
 
@@ -501,13 +563,13 @@ def test_referrers_list_and_filter(client: Client) -> None:
     listed = client.get(f"/v2/foo/referrers/{subject}")
     assert listed.status_code == 200
     assert listed.headers["Content-Type"] == OCI_INDEX
-    assert [m["digest"] for m in listed.json["manifests"]] == [sha256(sbom)]
-    assert listed.json["manifests"][0]["artifactType"] == "application/spdx+json"
-    assert listed.json["manifests"][0]["annotations"] == {"kind": "sbom"}
+    assert [m["digest"] for m in document(listed)["manifests"]] == [sha256(sbom)]
+    assert document(listed)["manifests"][0]["artifactType"] == "application/spdx+json"
+    assert document(listed)["manifests"][0]["annotations"] == {"kind": "sbom"}
     filtered = client.get(f"/v2/foo/referrers/{subject}?artifactType=other/type")
-    assert filtered.json["manifests"] == []
+    assert document(filtered)["manifests"] == []
     assert filtered.headers["OCI-Filters-Applied"] == "artifactType"
-    assert client.get(f"/v2/foo/referrers/{sha256(b'none')}").json["manifests"] == []
+    assert document(client.get(f"/v2/foo/referrers/{sha256(b'none')}"))["manifests"] == []
     assert client.get("/v2/foo/referrers/sha256:bad").status_code == 400
 
 
@@ -517,14 +579,14 @@ def test_referrers_list_and_filter(client: Client) -> None:
 def test_tags_list_pages_with_link(client: Client) -> None:
     for tag in ("c", "a", "b", "d"):
         push_image(client, "foo", tag)
-    assert client.get("/v2/foo/tags/list").json["tags"] == ["a", "b", "c", "d"]
+    assert document(client.get("/v2/foo/tags/list"))["tags"] == ["a", "b", "c", "d"]
     first = client.get("/v2/foo/tags/list?n=2")
-    assert first.json["tags"] == ["a", "b"]
+    assert document(first)["tags"] == ["a", "b"]
     assert first.headers["Link"] == '</v2/foo/tags/list?last=b&n=2>; rel="next"'
     second = client.get("/v2/foo/tags/list?n=2&last=b")
-    assert second.json["tags"] == ["c", "d"]
+    assert document(second)["tags"] == ["c", "d"]
     assert "Link" not in second.headers
-    assert client.get("/v2/foo/tags/list?n=0").json["tags"] == []
+    assert document(client.get("/v2/foo/tags/list?n=0"))["tags"] == []
 
 
 @pytest.mark.parametrize("n", ["-1", "abc"])
@@ -547,9 +609,9 @@ def test_catalog_pages(client: Client) -> None:
         push_image(client, name, "v1")
     assert client.get("/v2/_catalog").json == {"repositories": ["a", "b/x", "c"]}
     first = client.get("/v2/_catalog?n=2")
-    assert first.json["repositories"] == ["a", "b/x"]
+    assert document(first)["repositories"] == ["a", "b/x"]
     assert first.headers["Link"] == '</v2/_catalog?last=b%2Fx&n=2>; rel="next"'
-    assert client.get("/v2/_catalog?n=2&last=b/x").json["repositories"] == ["c"]
+    assert document(client.get("/v2/_catalog?n=2&last=b/x"))["repositories"] == ["c"]
 
 
 def test_catalog_n_above_maximum_is_refused(client: Client) -> None:
@@ -616,12 +678,31 @@ def test_v1_mirrors_the_api_and_serves_typed_blobs(client: Client) -> None:
     assert logo.headers["Content-Type"] == "image/png"
     assert logo.get_data() == b"\x89PNG fake logo"
     assert client.get(f"/v1/nginx/blobs/{digest}?type=image.webp").headers["Content-Type"] == "image/webp"
-    assert "nginx" in client.get("/v1/_catalog").json["repositories"]
+    assert "nginx" in document(client.get("/v1/_catalog"))["repositories"]
     location = client.post("/v1/nginx/blobs/uploads/").headers["Location"]
     assert "/v1/nginx/blobs/uploads/" in location
 
 
 # -- failures inside the registry ---------------------------------------------------------------------
+
+
+def test_a_storage_path_refused_by_the_driver_is_a_client_error_without_traceback(
+    app: RegistryApp, client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should a value ever slip past the route checks, the driver's refusal is a 400, not a crash."""
+
+    def escaping(*args: object, **kwargs: object) -> t.NoReturn:
+        raise InvalidPath("/docker/registry/v2/repositories/foo/../../etc")
+
+    monkeypatch.setattr(app.registry.tags, "list", escaping)
+    with caplog.at_level(logging.INFO, logger="emulator"):
+        response = client.get("/v2/foo/tags/list")
+    assert response.status_code == 400
+    assert response.content_type == "application/json; charset=utf-8"
+    assert error_code(response) == "UNKNOWN"
+    assert all(record.exc_info is None for record in caplog.records)
+    (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert "refused a path" in warning.getMessage()
 
 
 def test_an_unexpected_error_is_500_unknown_without_traceback(

@@ -12,8 +12,10 @@ import re
 import typing as t
 from dataclasses import dataclass
 
-#: Paths are absolute and made of the characters distribution allows in storage paths.
-PATH_RE = re.compile(r"^(/[A-Za-z0-9._=+-]+)+$")
+#: Paths are absolute, made of segments of the characters distribution allows in storage paths, and
+#: no segment is ``.`` or ``..``: a path means what it says on every backend, and can never climb out of
+#: the driver's root (a filesystem directory, an S3 prefix).
+PATH_RE = re.compile(r"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9._=+-]+)+")
 
 #: Chunk size for streaming reads and copies: large enough to keep per-call overhead small.
 CHUNK_SIZE = 1 << 20
@@ -32,7 +34,12 @@ class PathNotFound(StorageError):
 
 
 class InvalidPath(StorageError):
-    pass
+    """A path outside the storage grammar; raised before the backend is touched."""
+
+    def __init__(self, path: str, message: str = "") -> None:
+        super().__init__(path, message)
+        # The path may hold anything a caller passed, line breaks included: show it quoted.
+        self.args = (f"{message or type(self).__name__}: {path!r}",)
 
 
 class InvalidOffset(StorageError):
@@ -120,6 +127,7 @@ class StorageDriver(abc.ABC):
 
     def redirect_url(self, path: str, method: str) -> str | None:
         """A URL the client may fetch the file from directly, or ``None`` to serve it ourselves."""
+        check_path(path)
         return None
 
     def walk(self, path: str) -> t.Iterator[FileInfo]:
@@ -139,7 +147,9 @@ class StorageDriver(abc.ABC):
 
 
 def check_path(path: str) -> str:
-    if path != "/" and not PATH_RE.match(path):
+    """``path`` itself if it is a valid storage path, else :class:`InvalidPath`: a path is refused,
+    never normalised (``/a/../b`` does not become ``/b``)."""
+    if path != "/" and PATH_RE.fullmatch(path) is None:
         raise InvalidPath(path)
     return path
 

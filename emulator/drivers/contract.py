@@ -34,9 +34,61 @@ from .base import StorageDriver
 
 MiB = 1 << 20
 
-#: Paths every driver must refuse: relative, empty segments, a trailing slash, characters outside
-#: distribution's path alphabet.
-INVALID_PATHS = ("", "relative/path", "/double//slash", "/trailing/", "/with space", "/star*", "/semi;colon")
+#: Paths every driver must refuse, never normalise: relative ones, empty segments, a trailing slash,
+#: ``.`` and ``..`` segments anywhere, and characters outside distribution's path alphabet (NUL,
+#: backslash, line breaks, non-ASCII among them).
+INVALID_PATHS = (
+    "",
+    "relative/path",
+    "relative",
+    ".",
+    "..",
+    "./file",
+    "../file",
+    "/double//slash",
+    "//",
+    "/trailing/",
+    "/.",
+    "/..",
+    "/dir/.",
+    "/dir/..",
+    "/dir/./file",
+    "/dir/../file",
+    "/../etc/passwd",
+    "/dir/../../escape",
+    "/nul\x00byte",
+    "/nul/\x00",
+    "/back\\slash",
+    "/dir\\..\\file",
+    "/line\nbreak",
+    "/carriage\r\nreturn",
+    "/trailing-newline\n",
+    "/tab\there",
+    "/non-ascii-\xe9",
+    "/percent%2e%2e",
+    "/with space",
+    "/star*",
+    "/semi;colon",
+    "/colon:x",
+)
+
+#: Each path-taking operation of the contract, by name, applied to one path.
+PATH_OPERATIONS: dict[str, t.Callable[[StorageDriver, str], object]] = {
+    "get_content": lambda driver, path: driver.get_content(path),
+    "put_content": lambda driver, path: driver.put_content(path, b"x"),
+    "reader": lambda driver, path: driver.reader(path),
+    "reader at an offset": lambda driver, path: driver.reader(path, 1),
+    "writer": lambda driver, path: driver.writer(path),
+    "writer appending": lambda driver, path: driver.writer(path, append=True),
+    "stat": lambda driver, path: driver.stat(path),
+    "exists": lambda driver, path: driver.exists(path),
+    "list": lambda driver, path: driver.list(path),
+    "walk": lambda driver, path: list(driver.walk(path)),
+    "delete": lambda driver, path: driver.delete(path),
+    "move from": lambda driver, path: driver.move(path, "/valid"),
+    "move to": lambda driver, path: driver.move("/valid", path),
+    "redirect_url": lambda driver, path: driver.redirect_url(path, "GET"),
+}
 
 #: Unusual but valid names: every character distribution's path regexp allows.
 ODD_NAMES = ("a.b", "a-b", "a_b", "a=b", "a+b", "...", "-", "Z9")
@@ -86,19 +138,45 @@ class DriverContract:
 
     @pytest.mark.parametrize("path", INVALID_PATHS)
     def test_invalid_paths_are_refused(self, driver: StorageDriver, path: str) -> None:
-        operations: list[t.Callable[[], object]] = [
-            lambda: driver.get_content(path),
-            lambda: driver.put_content(path, b"x"),
-            lambda: driver.reader(path),
-            lambda: driver.writer(path),
-            lambda: driver.stat(path),
-            lambda: driver.list(path),
-            lambda: driver.delete(path),
-            lambda: driver.move(path, "/valid"),
+        # "/valid" exists, so that "move to" gets as far as its destination.
+        driver.put_content("/valid", b"kept")
+        accepted = []
+        for name, operation in PATH_OPERATIONS.items():
+            try:
+                operation(driver, path)
+            except InvalidPath:
+                continue
+            except Exception as e:  # reported below with the operations that raised nothing
+                accepted.append(f"{name}: raised {type(e).__name__}: {e}")
+            else:
+                accepted.append(f"{name}: accepted")
+        assert driver.list("/") == ["/valid"]
+        assert driver.get_content("/valid") == b"kept"
+        driver.delete("/valid")
+        assert accepted == [], f"{path!r} was not refused with InvalidPath by: {accepted}"
+
+    def test_dot_segments_never_reach_what_they_point_at(self, driver: StorageDriver, top: str) -> None:
+        """``..`` and ``.`` are refused, not resolved: deleting, overwriting or moving through them
+        leaves the directories they would have named untouched."""
+        driver.put_content(f"{top}/repo/_uploads/id/data", b"upload")
+        driver.put_content(f"{top}/repo/_layers/link", b"layer")
+        driver.put_content(f"{top}/other/file", b"other")
+        before = {info.path: (info.size, info.is_dir) for info in driver.walk(top)}
+        uploads = f"{top}/repo/_uploads"
+        operations: list[t.Callable[[str], object]] = [
+            driver.delete,
+            lambda path: driver.put_content(path, b"x"),
+            driver.writer,
+            lambda path: driver.move(path, f"{top}/moved"),
+            lambda path: driver.move(f"{top}/other/file", path),
         ]
-        for operation in operations:
-            with pytest.raises(InvalidPath):
-                operation()
+        for path in (f"{uploads}/..", f"{uploads}/.", f"{uploads}/id/../..", f"{top}/repo/../other"):
+            for operation in operations:
+                with pytest.raises(InvalidPath):
+                    operation(path)
+        assert {info.path: (info.size, info.is_dir) for info in driver.walk(top)} == before
+        assert driver.get_content(f"{top}/repo/_layers/link") == b"layer"
+        assert driver.get_content(f"{top}/other/file") == b"other"
 
     def test_move_to_an_invalid_path_is_refused(self, driver: StorageDriver, top: str) -> None:
         driver.put_content(f"{top}/file", b"x")

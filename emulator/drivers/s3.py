@@ -339,6 +339,8 @@ class S3Driver(StorageDriver):
     # -- keys ------------------------------------------------------------------------------------------
 
     def _key(self, path: str) -> str:
+        """The root prefix, then the checked path: no key a path leads to lies outside the root. (S3
+        never resolves ``..`` in a key, but proxies and S3 look-alikes may, so none gets this far.)"""
         return (self._root + check_path(path)).lstrip("/")
 
     def _prefix(self, path: str) -> str:

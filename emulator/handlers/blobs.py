@@ -14,17 +14,15 @@ from ..errors import RangeInvalid
 from ..errors import Unsupported
 from ..reference import Digest
 from .common import if_none_match
-from .common import parse_digest
 
 _MEDIA_TYPE_RE = re.compile(r"[\w.+-]+/[\w.+-]+")
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
-def dispatch(ctx: Context, name: str, digest: str) -> Response:
-    parsed = parse_digest(digest)
+def dispatch(ctx: Context, name: str, digest: Digest) -> Response:
     if ctx.request.method == "DELETE":
-        return delete_blob(ctx, name, parsed)
-    return get_blob(ctx, name, parsed)
+        return delete_blob(ctx, name, digest)
+    return get_blob(ctx, name, digest)
 
 
 def get_blob(ctx: Context, name: str, digest: Digest) -> Response:

@@ -6,13 +6,12 @@ from werkzeug.wrappers import Response
 
 from ..app import Context
 from ..app import json_response
+from ..reference import Digest
 from ..storage.manifests import OCI_INDEX
-from .common import parse_digest
 
 
-def list_referrers(ctx: Context, name: str, digest: str) -> Response:
-    subject = parse_digest(digest)
-    found = ctx.registry.referrers(name, subject)
+def list_referrers(ctx: Context, name: str, digest: Digest) -> Response:
+    found = ctx.registry.referrers(name, digest)
     artifact_type = ctx.request.args.get("artifactType")
     if artifact_type:
         found = [d for d in found if d.get("artifactType") == artifact_type]
