@@ -4,17 +4,34 @@ Only bcrypt hashes are accepted (``$2y$``, ``$2b$``, ``$2a$``). The file is re-r
 on disk, and created with one random ``docker`` user when missing at start. Credentials a client sends
 never reach a log line; the only password ever logged is the one generated for a missing file, because
 that is how distribution tells the operator what it is.
+
+A bcrypt comparison takes milliseconds of CPU by design. It never runs while the request holds the
+server's turn (:func:`emulator.turns.leave_turn` is called just before),
+and a successful one is remembered for :data:`VERIFIED_TTL_SECONDS`, so a client sending the same
+credentials on every request (every client does) pays for one comparison a minute, not one per request.
+The trade-off: a password that verified is accepted without bcrypt for that long, but only while the
+file is unchanged. Every request still checks the file, and any change to it forgets every remembered
+verification, so a password removed from the file or changed stops working at the next request, as
+without the cache. Entries are keyed by a keyed hash (HMAC, with a random key that lives only in this
+process) of the user, the password and the stored hash: the password itself is never kept. A failed
+password is never remembered: each failure costs a full comparison, an unknown user's too (against a
+dummy hash of the file's cost), so failures take as long as before and guessing gains nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import secrets
 import threading
+import time
 import typing as t
+from collections import OrderedDict
 from dataclasses import dataclass
+from dataclasses import field
 
 import bcrypt
 from werkzeug.wrappers import Request
@@ -23,6 +40,7 @@ from werkzeug.wrappers import Response
 from .errors import RegistryError
 from .errors import Unauthorized
 from .logs import log
+from .turns import leave_turn
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -38,6 +56,13 @@ DEFAULT_COST = 10
 MAX_PASSWORD_BYTES = 72
 #: Where :meth:`HtpasswdAuthenticator.authorize` leaves the user it verified, for the access log.
 USER_ENVIRON_KEY = "emulator.auth.user"
+#: Where a server with turns puts a callable that gives up the request's turn (absent otherwise).
+#: How long a successful verification is remembered.
+VERIFIED_TTL_SECONDS = 60.0
+#: How many successful verifications are remembered at most (the oldest go first).
+VERIFIED_MAX_ENTRIES = 4096
+#: The characters of bcrypt's base64, which a hash's salt and checksum are written in.
+_BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 class BadRequestNoBody(RegistryError):
@@ -61,12 +86,74 @@ class BadRequestNoBody(RegistryError):
         return response
 
 
+class VerifiedPasswords:
+    """Successful verifications, each remembered for ``ttl`` seconds, at most ``max_entries`` of them.
+
+    Only a keyed hash of (user, password, stored hash) is kept, never the password: the key is random
+    and lives only in this object, so what is kept cannot be checked against guesses elsewhere, and a
+    changed hash simply misses.
+    """
+
+    def __init__(
+        self,
+        ttl: float = VERIFIED_TTL_SECONDS,
+        max_entries: int = VERIFIED_MAX_ENTRIES,
+        clock: t.Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._key = secrets.token_bytes(32)
+        # Keys in the order they expire (every entry lives ``ttl``), so the first is the next to go.
+        self._expiry: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _entry(self, user: bytes, password: bytes, hashed: bytes) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        for part in (user, password, hashed):
+            # Length-prefixed, so that no two different triples hash the same bytes.
+            mac.update(len(part).to_bytes(8, "big"))
+            mac.update(part)
+        return mac.digest()
+
+    def verified(self, user: bytes, password: bytes, hashed: bytes) -> bool:
+        """Whether this password was verified against ``hashed`` less than ``ttl`` seconds ago."""
+        entry = self._entry(user, password, hashed)
+        now = self.clock()
+        with self._lock:
+            self._forget_expired(now)
+            return entry in self._expiry
+
+    def remember(self, user: bytes, password: bytes, hashed: bytes) -> None:
+        """Remember that ``password`` matched ``hashed``; only ever called after bcrypt said so."""
+        entry = self._entry(user, password, hashed)
+        now = self.clock()
+        with self._lock:
+            self._forget_expired(now)
+            self._expiry.pop(entry, None)
+            self._expiry[entry] = now + self.ttl
+            while len(self._expiry) > self.max_entries:
+                self._expiry.popitem(last=False)
+
+    def _forget_expired(self, now: float) -> None:
+        while self._expiry:
+            entry, expires = next(iter(self._expiry.items()))
+            if expires > now:
+                return
+            del self._expiry[entry]
+
+
 @dataclass(frozen=True)
 class Users:
-    """One reading of the file: hashes by user name, and a hash to compare unknown users against."""
+    """One reading of the file: hashes by user name, a hash to compare unknown users against, and the
+    verifications made against this reading (a new reading starts with none)."""
 
     hashes: dict[bytes, bytes]
     dummy: bytes
+    verified: VerifiedPasswords = field(default_factory=VerifiedPasswords, compare=False)
 
 
 class HtpasswdFile:
@@ -74,28 +161,30 @@ class HtpasswdFile:
 
     distribution watches only the modification time; size, inode and change time are compared too, so
     that two writes within one timestamp tick, or a file swapped in by rename, are still noticed.
+
+    No lock is held while the file is read: requests that see a change at the same moment may each
+    read it, and the last to finish is kept. A reading kept with a signature older than the file's is
+    simply read again by the next request, so the kept reading always catches up with the file.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._users: Users | None = None
-        self._signature: tuple[int, ...] | None = None
-        self._dummies: dict[int, bytes] = {}
-        self._lock = threading.Lock()
+        self._current: tuple[tuple[int, ...], Users] | None = None
 
     def load(self) -> Users:
         """The current users; raises ``OSError`` or ``ValueError`` if the file is unusable."""
         stat = os.stat(self.path)
         signature = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino, stat.st_dev)
-        with self._lock:
-            if self._users is None or signature != self._signature:
-                # Forget the old reading first: a file that became malformed must not keep
-                # yesterday's users logging in.
-                self._users = self._signature = None
-                hashes = self._parse()
-                self._users = Users(hashes, self._dummy(hashes.values()))
-                self._signature = signature
-            return self._users
+        current = self._current
+        if current is not None and current[0] == signature:
+            return current[1]
+        # Forget the old reading first: a file that became malformed must not keep yesterday's users
+        # logging in.
+        self._current = None
+        hashes = self._parse()
+        users = Users(hashes, _dummy_hash(hashes.values()))
+        self._current = (signature, users)
+        return users
 
     def _parse(self) -> dict[bytes, bytes]:
         hashes: dict[bytes, bytes] = {}
@@ -121,14 +210,14 @@ class HtpasswdFile:
             )
         return hashes
 
-    def _dummy(self, hashes: t.Iterable[bytes]) -> bytes:
-        """A hash at the cost the file's users have, so that an unknown user costs as much time as a
-        known one. Made when the file is read, not on first use, so no request pays for it."""
-        costs = [_cost(h) for h in hashes if h.startswith(BCRYPT_PREFIXES)]
-        cost = max((c for c in costs if c is not None), default=DEFAULT_COST)
-        if cost not in self._dummies:
-            self._dummies[cost] = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
-        return self._dummies[cost]
+
+def _dummy_hash(hashes: t.Iterable[bytes]) -> bytes:
+    """A hash at the cost the file's users have, so that an unknown user costs as much time as a known
+    one. Its salt is real and its checksum random, so no password matches it, and making it takes no
+    bcrypt computation (which reading the file must never do: it may happen in a request's turn)."""
+    costs = [_cost(h) for h in hashes if h.startswith(BCRYPT_PREFIXES)]
+    cost = max((c for c in costs if c is not None), default=DEFAULT_COST)
+    return bcrypt.gensalt(rounds=cost) + bytes(secrets.choice(_BCRYPT_ALPHABET) for _ in range(31))
 
 
 def _cost(hashed: bytes) -> int | None:
@@ -257,16 +346,29 @@ class HtpasswdAuthenticator:
             log.error("htpasswd file unusable: %s", e)
             raise BadRequestNoBody() from None
         hashed = users.hashes.get(user)
-        known = hashed is not None and hashed.startswith(BCRYPT_PREFIXES)
-        # Unknown users and non-bcrypt entries are still compared, against the dummy hash, so that
-        # the answer takes as long as for a known user.
-        matched = check_password(password, hashed if known and hashed else users.dummy)
-        if not (known and matched):
+        if hashed is None or not hashed.startswith(BCRYPT_PREFIXES):
+            # Unknown users and non-bcrypt entries are still compared, against the dummy hash, so
+            # that the answer takes as long as for a known user.
+            leave_turn(request.environ)
+            check_password(password, users.dummy)
+            matched = False
+        else:
+            matched = self._matches(request, users, user, password, hashed)
+        if not matched:
             log.debug("htpasswd authentication failed for %s %s", request.method, request.path)
             raise self._unauthorized(request, endpoint, values)
         name = user.decode("utf-8", "replace")
         request.environ[USER_ENVIRON_KEY] = name
         return name
+
+    def _matches(self, request: Request, users: Users, user: bytes, password: bytes, hashed: bytes) -> bool:
+        if users.verified.verified(user, password, hashed):
+            return True
+        leave_turn(request.environ)  # bcrypt takes milliseconds, and releases the interpreter lock
+        if not check_password(password, hashed):
+            return False
+        users.verified.remember(user, password, hashed)
+        return True
 
     def _unauthorized(self, request: Request, endpoint: str, values: t.Mapping[str, t.Any]) -> Unauthorized:
         return Unauthorized(access_records(request, endpoint, values), headers=self._challenge)

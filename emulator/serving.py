@@ -60,6 +60,7 @@ from urllib.parse import unquote_to_bytes
 import h11
 
 from .config.model import HTTPConfig
+from .turns import LEAVE_TURN
 
 if t.TYPE_CHECKING:
     import ssl
@@ -91,8 +92,6 @@ READ_BUFFER = 1 << 16
 FILE_BUFFER = 1 << 20
 #: Responses whose body is at most this large leave with their head in one ``send``.
 COALESCE_LIMIT = 1 << 16
-#: The WSGI environ key of the callable that gives up the request's turn (see :class:`Server`).
-LEAVE_TURN = "emulator.leave_turn"
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

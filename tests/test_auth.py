@@ -21,8 +21,14 @@ import yaml
 from werkzeug.test import Client
 
 import emulator
+from emulator.app import RegistryApp
+from emulator.auth import VERIFIED_TTL_SECONDS
+from emulator.auth import HtpasswdAuthenticator
 from emulator.auth import HtpasswdFile
+from emulator.auth import Users
+from emulator.auth import VerifiedPasswords
 from emulator.auth import go_quote
+from emulator.turns import LEAVE_TURN
 from fixtures.process import RegistryProcess
 from fixtures.process import clean_environ
 
@@ -351,6 +357,143 @@ def test_a_file_that_becomes_malformed_does_not_keep_old_users(htpasswd: Path, c
     htpasswd.write_text(htpasswd.read_text() + "broken line\n")
     assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 400
     assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 400
+
+
+# -- remembered verifications and the server's turn --------------------------------------------------
+
+
+class Comparisons:
+    """Counts bcrypt comparisons, and notes whether the server's turn had been given up before each."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hashes: list[bytes] = []
+        self.left_turn: list[bool] = []
+        self.turns_left = 0
+        real = bcrypt.checkpw
+
+        def counting(password: bytes, hashed_password: bytes) -> bool:
+            self.hashes.append(hashed_password)
+            self.left_turn.append(self.turns_left == len(self.hashes))
+            return real(password, hashed_password)
+
+        monkeypatch.setattr(bcrypt, "checkpw", counting)
+
+    def leave_turn(self) -> None:
+        self.turns_left += 1
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+@pytest.fixture
+def comparisons(monkeypatch: pytest.MonkeyPatch) -> Comparisons:
+    return Comparisons(monkeypatch)
+
+
+def current_users(client: Client) -> Users:
+    app = client.application
+    assert isinstance(app, RegistryApp) and isinstance(app.authenticator, HtpasswdAuthenticator)
+    return app.authenticator.file.load()
+
+
+def test_a_verified_password_is_remembered(client: Client, comparisons: Comparisons) -> None:
+    for _ in range(3):
+        assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    assert len(comparisons) == 1
+    # Each user's password is verified once.
+    assert client.get("/v2/", headers=basic("bob", "builder")).status_code == 200
+    assert len(comparisons) == 2
+
+
+def test_a_wrong_password_after_a_remembered_one_still_fails(
+    client: Client, comparisons: Comparisons
+) -> None:
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    for _ in range(2):
+        assert client.get("/v2/", headers=basic("alice", "wonderlan")).status_code == 401
+    # Failures are never remembered: each one costs a comparison, as an unknown user's does.
+    assert client.get("/v2/", headers=basic("mallory", "wonderland")).status_code == 401
+    assert len(comparisons) == 4
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    assert len(comparisons) == 4
+
+
+def test_remembered_verifications_expire(client: Client, comparisons: Comparisons) -> None:
+    now = [1000.0]
+    current_users(client).verified.clock = lambda: now[0]
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    now[0] += VERIFIED_TTL_SECONDS - 1
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    assert len(comparisons) == 1
+    now[0] += 2
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    assert len(comparisons) == 2
+
+
+def test_a_changed_file_forgets_every_verification(
+    htpasswd: Path, client: Client, comparisons: Comparisons
+) -> None:
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    assert len(current_users(client).verified) == 1
+    # The same users written again (with a comment, so that even the size changes): nothing that was
+    # verified is trusted without a new comparison.
+    htpasswd.write_text(htpasswd.read_text() + "# rewritten\n")
+    assert len(current_users(client).verified) == 0
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 200
+    assert len(comparisons) == 2
+    # A password changed in the file stops working at the next request.
+    write_users(htpasswd, {"alice": "looking-glass", "bob": "builder"})
+    assert client.get("/v2/", headers=basic("alice", "wonderland")).status_code == 401
+    assert client.get("/v2/", headers=basic("alice", "looking-glass")).status_code == 200
+
+
+def test_no_password_is_kept_in_memory(tmp_path: Path) -> None:
+    password = "a-distinctive-password-0123456789"
+    client = make_client(write_users(tmp_path / "htpasswd", {"carol": password}))
+    assert client.get("/v2/", headers=basic("carol", password)).status_code == 200
+    verified = current_users(client).verified
+    assert len(verified) == 1
+    kept = repr(vars(verified)).encode() + b"".join(verified._expiry)
+    for secret in (password.encode(), password[:16].encode(), password.encode().hex().encode()):
+        assert secret not in kept
+
+
+def test_verified_passwords_are_bounded() -> None:
+    verified = VerifiedPasswords(max_entries=2)
+    for user in (b"a", b"b", b"c"):
+        verified.remember(user, b"pw", b"$2b$04$hash")
+    assert len(verified) == 2
+    assert not verified.verified(b"a", b"pw", b"$2b$04$hash")  # the oldest went first
+    assert verified.verified(b"c", b"pw", b"$2b$04$hash")
+    assert not verified.verified(b"c", b"pw", b"$2b$04$other")  # another hash is another entry
+    assert not verified.verified(b"c", b"other", b"$2b$04$hash")
+
+
+def test_every_comparison_runs_after_the_turn_is_given_up(client: Client, comparisons: Comparisons) -> None:
+    turn = {LEAVE_TURN: comparisons.leave_turn}
+    attempts = [("alice", "wonderland", 200), ("alice", "wrong", 401), ("nobody", "x", 401)]
+    for user, password, status in attempts:
+        assert client.get("/v2/", headers=basic(user, password), environ_overrides=turn).status_code == status
+    assert comparisons.left_turn == [True, True, True]
+    # A remembered verification needs no comparison, so the request keeps its turn.
+    assert client.get("/v2/", headers=basic("alice", "wonderland"), environ_overrides=turn).status_code == 200
+    assert comparisons.turns_left == 3
+    # Without turns (no callable in the environ) comparisons still happen.
+    assert client.get("/v2/", headers=basic("bob", "builder")).status_code == 200
+    assert len(comparisons) == 4
+
+
+def test_reading_the_file_costs_no_bcrypt_computation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_users(tmp_path / "htpasswd", {"alice": "wonderland"})
+    monkeypatch.setattr(bcrypt, "hashpw", pytest.fail)
+    monkeypatch.setattr(bcrypt, "checkpw", pytest.fail)
+    users = HtpasswdFile(str(path)).load()
+    # The dummy has the users' cost and a well-formed salt, so comparing with it costs a real bcrypt.
+    assert users.dummy.startswith(f"$2b${FAST:02d}$".encode()) and len(users.dummy) == 60
+    monkeypatch.undo()
+    assert not bcrypt.checkpw(b"anything", users.dummy)
 
 
 # -- provisioning ------------------------------------------------------------------------------------

@@ -1,15 +1,28 @@
-"""The storage layer below the API: the on-disk layout and the descriptor cache."""
+"""The storage layer below the API: the on-disk layout, the descriptor cache, uploads that one request
+at a time writes, upload purging with what a crash leaves behind, and the filesystem driver's fsyncs."""
 
 from __future__ import annotations
 
+import datetime
+import os
 import pathlib
+import threading
+import time
+import typing as t
 
 import pytest
 
+from emulator.drivers.base import StorageDriver
+from emulator.drivers.filesystem import FileSystemDriver
+from emulator.drivers.inmemory import InMemoryDriver
+from emulator.errors import BlobUploadUnknown
+from emulator.errors import RangeInvalid
 from emulator.reference import Digest
 from emulator.storage import paths
+from emulator.storage.blobs import BlobStore
 from emulator.storage.cache import BlobDescriptorCache
 from emulator.storage.cache import Descriptor
+from emulator.storage.uploads import UploadStore
 
 HEX = "ab" + "0" * 62
 DIGEST = Digest("sha256", HEX)
@@ -80,3 +93,223 @@ def test_descriptor_cache_keeps_repositories_apart() -> None:
     assert cache.get(DIGEST) is None
     cache.clear(DIGEST, "team/app")
     assert cache.get(DIGEST, "team/app") is None
+
+
+# -- uploads: one writer at a time, and nobody waits for it ----------------------------------------------
+
+
+@pytest.fixture(params=["inmemory", "filesystem"])
+def driver(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> StorageDriver:
+    if request.param == "inmemory":
+        return InMemoryDriver()
+    return FileSystemDriver(str(tmp_path / "root"))
+
+
+@pytest.fixture
+def uploads(driver: StorageDriver) -> UploadStore:
+    return UploadStore(driver, BlobStore(driver, BlobDescriptorCache()))
+
+
+class StalledBody:
+    """A request body that yields ``first`` and then waits, as a client that stops sending does.
+
+    ``release(fail=True)`` ends it the way a dropped connection ends a body: with an exception.
+    """
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+        self.started = threading.Event()
+        self._go = threading.Event()
+        self._fail = False
+
+    def __iter__(self) -> t.Iterator[bytes]:
+        yield self.first
+        self.started.set()
+        self._go.wait(10)
+        if self._fail:
+            raise ConnectionResetError("client went away")
+
+    def release(self, *, fail: bool) -> None:
+        self._fail = fail
+        self._go.set()
+
+
+def write_in_thread(action: t.Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as e:  # handed to the test, which says what it expects
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def test_a_second_writer_is_refused_at_once_with_the_committed_range(uploads: UploadStore) -> None:
+    upload = uploads.start("team/app").id
+    uploads.append("team/app", upload, [b"0123456789"])
+    stalled = StalledBody(b"partial")
+    thread, errors = write_in_thread(lambda: uploads.append("team/app", upload, stalled, start=10))
+    assert stalled.started.wait(10)
+    began = time.monotonic()
+    for attempt in (
+        lambda: uploads.append("team/app", upload, [b"abc"], start=10),
+        lambda: uploads.finish("team/app", upload, Digest.of(b"0123456789"), []),
+    ):
+        with pytest.raises(RangeInvalid) as refused:
+            attempt()
+        assert ("Range", "0-9") in refused.value.get_headers()  # where the client can resume
+        assert "being written by another request" in refused.value.get_body()
+    assert time.monotonic() - began < 1  # refused, not queued behind the stalled writer
+    stalled.release(fail=True)
+    thread.join(10)
+    assert [type(e) for e in errors] == [ConnectionResetError]
+    # The refused PUT cancelled nothing, and nothing of the dropped chunk was kept.
+    assert uploads.status("team/app", upload).size == 10
+    uploads.append("team/app", upload, [b"abc"], start=10)
+    descriptor = uploads.finish("team/app", upload, Digest.of(b"0123456789abc"), [])
+    assert descriptor.size == 13
+
+
+def test_the_refused_range_is_what_was_committed_also_after_a_restart(driver: StorageDriver) -> None:
+    # A new store knows nothing of the upload (another process started it): the first writer reads its
+    # size, and a second writer, or a status request, is told that size, not what the first has appended
+    # in place since (the filesystem driver appends to the data file itself).
+    first = UploadStore(driver, BlobStore(driver, BlobDescriptorCache()))
+    upload = first.start("app").id
+    first.append("app", upload, [b"x" * 100])
+    store = UploadStore(driver, BlobStore(driver, BlobDescriptorCache()))
+    partial = b"y" * (256 * 1024)  # more than the file's buffer, so that it reaches the disk
+    stalled = StalledBody(partial)
+    thread, _ = write_in_thread(lambda: store.append("app", upload, stalled))
+    assert stalled.started.wait(10)
+    with pytest.raises(RangeInvalid) as refused:
+        store.append("app", upload, [b"z"])
+    assert ("Range", "0-99") in refused.value.get_headers()
+    assert store.status("app", upload).size == 100
+    stalled.release(fail=False)
+    thread.join(10)
+    assert store.status("app", upload).size == 100 + len(partial)
+    digest = Digest.of(b"x" * 100 + partial)
+    assert store.finish("app", upload, digest, []).digest == digest
+
+
+def test_a_writer_that_finishes_lets_the_next_one_in(uploads: UploadStore) -> None:
+    upload = uploads.start("app").id
+    stalled = StalledBody(b"abc")
+    thread, errors = write_in_thread(lambda: uploads.append("app", upload, stalled))
+    assert stalled.started.wait(10)
+    stalled.release(fail=False)
+    thread.join(10)
+    assert errors == []
+    assert uploads.append("app", upload, [b"def"], start=3).size == 6
+
+
+def test_writes_to_unknown_uploads_leave_nothing_behind(uploads: UploadStore) -> None:
+    for number in range(3):
+        with pytest.raises(BlobUploadUnknown):
+            uploads.append("app", f"no-such-upload-{number}", [b"data"])
+        with pytest.raises(BlobUploadUnknown):
+            uploads.finish("app", f"no-such-upload-{number}", Digest.of(b"data"), [])
+    assert uploads._states == {}  # a client cannot grow this process's memory with made-up ids
+
+
+# -- purging: old uploads, uploads killed while starting, orphan temporary files ---------------------------
+
+
+def old(path: pathlib.Path, seconds: float = 3600) -> None:
+    moment = time.time() - seconds
+    os.utime(path, (moment, moment))
+
+
+def test_purge_removes_orphan_temporary_files_older_than_the_cutoff(tmp_path: pathlib.Path) -> None:
+    driver = FileSystemDriver(str(tmp_path))
+    store = UploadStore(driver, BlobStore(driver, BlobDescriptorCache()))
+    driver.put_content(paths.tag_current_link("app", "v1"), b"sha256:" + b"a" * 64)
+    tag_dir = tmp_path / paths.tag_current_link("app", "v1").lstrip("/").rsplit("/", 1)[0]
+    blob_dir = tmp_path / paths.blob_dir(DIGEST).lstrip("/")
+    blob_dir.mkdir(parents=True)
+    stale = [tag_dir / ".tmp-killed-mid-write", blob_dir / ".tmp-killed-mid-put"]
+    fresh = tag_dir / ".tmp-being-written"
+    for path in (*stale, fresh):
+        path.write_bytes(b"half")
+    for path in stale:
+        old(path)
+    assert driver.list(paths.tag_current_link("app", "v1").rsplit("/", 1)[0]) == [
+        paths.tag_current_link("app", "v1")
+    ]
+    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+    assert store.purge(cutoff, dry_run=True) == []
+    assert all(path.exists() for path in stale)  # dry run
+    store.purge(cutoff)
+    assert [path.exists() for path in stale] == [False, False]
+    assert fresh.exists()
+    assert driver.get_content(paths.tag_current_link("app", "v1")) == b"sha256:" + b"a" * 64
+
+
+def test_purge_removes_uploads_killed_before_startedat_was_written(tmp_path: pathlib.Path) -> None:
+    driver = FileSystemDriver(str(tmp_path))
+    store = UploadStore(driver, BlobStore(driver, BlobDescriptorCache()))
+    live = store.start("app").id
+    killed = tmp_path / paths.upload("app", "killed-in-start").lstrip("/")
+    killed.mkdir(parents=True)
+    (killed / ".tmp-startedat").write_bytes(b"2024-")
+    old(killed / ".tmp-startedat")
+    old(killed)
+    cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+    assert store.purge(cutoff) == [paths.upload("app", "killed-in-start")]
+    assert not killed.exists()
+    assert store.status("app", live).size == 0
+
+
+def test_purge_spares_an_upload_this_process_is_writing(uploads: UploadStore) -> None:
+    upload = uploads.start("app").id
+    stalled = StalledBody(b"abc")
+    thread, _ = write_in_thread(lambda: uploads.append("app", upload, stalled))
+    assert stalled.started.wait(10)
+    future = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    assert uploads.purge(future) == []
+    stalled.release(fail=False)
+    thread.join(10)
+    assert uploads.purge(future) == [paths.upload("app", upload)]
+    with pytest.raises(BlobUploadUnknown):
+        uploads.status("app", upload)
+
+
+# -- the filesystem driver syncs before it commits -----------------------------------------------------------
+
+
+def test_filesystem_writes_are_synced_before_they_become_visible(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = FileSystemDriver(str(tmp_path))
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def replace(source: str, dest: str) -> None:
+        events.append(("replace", os.path.basename(source)))
+        real_replace(source, dest)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    driver.put_content("/a/link", b"sha256:" + b"b" * 64)
+    temp = events[0][1]
+    assert temp.startswith(".tmp-")
+    assert events == [("fsync", temp), ("replace", temp)]
+    events.clear()
+    with driver.writer("/a/data", append=True) as first:  # a new file: written aside, then renamed
+        first.write(b"one")
+        first.commit()
+    with driver.writer("/a/data", append=True) as more:  # appended in place
+        more.write(b"two")
+        more.commit()
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
+    assert events[-1] == ("fsync", "data")
+    assert driver.get_content("/a/data") == b"onetwo"

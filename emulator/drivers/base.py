@@ -8,6 +8,8 @@ pass :mod:`emulator.drivers.contract`.
 from __future__ import annotations
 
 import abc
+import builtins
+import datetime
 import re
 import typing as t
 from dataclasses import dataclass
@@ -137,6 +139,11 @@ class StorageDriver(abc.ABC):
             yield info
             if info.is_dir:
                 yield from self.walk(child)
+
+    def remove_orphans(self, older_than: datetime.datetime, *, dry_run: bool = False) -> builtins.list[str]:
+        """Remove what writes killed mid-way left behind, last touched before ``older_than``; their
+        paths. Only drivers that write aside and rename (filesystem) leave any."""
+        return []
 
     def exists(self, path: str) -> bool:
         try:

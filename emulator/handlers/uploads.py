@@ -17,6 +17,7 @@ from ..reference import InvalidDigest
 from ..reference import is_valid_name
 from ..storage.uploads import UploadStatus
 from ..storage.uploads import range_header
+from ..turns import leave_turn
 from .common import body_chunks
 from .common import parse_digest
 
@@ -67,11 +68,12 @@ def patch(ctx: Context, name: str, upload_id: str) -> Response:
 def finish(ctx: Context, name: str, upload_id: str) -> Response:
     digest = parse_digest(ctx.request.args.get("digest"))
     start_at, length = _content_range(ctx)
-    if start_at is not None:
-        ctx.registry.uploads.append(name, upload_id, body_chunks(ctx.request), start=start_at, length=length)
-        ctx.registry.uploads.finish(name, upload_id, digest, ())
-    else:
-        ctx.registry.uploads.finish(name, upload_id, digest, body_chunks(ctx.request))
+    # Without the running hash (after a restart, or an upload another process began) the whole upload
+    # is read again: never while other clients wait for the turn.
+    leave_turn(ctx.request.environ)
+    ctx.registry.uploads.finish(
+        name, upload_id, digest, body_chunks(ctx.request), start=start_at, length=length
+    )
     return _created(ctx, name, digest)
 
 
