@@ -3,6 +3,7 @@
     python -m benchmarks                      # full: 1 GiB blobs, 10,000 tags/repositories, 5 rounds
     python -m benchmarks --quick              # 64 MiB blobs, 1,000 tags/repositories, 3 rounds, short loads
     python -m benchmarks --scenarios blobs manifests --rounds 7
+    python -m benchmarks --scenarios auth     # manifest GETs under htpasswd, plain and TLS
     nox -s bench -- --quick
 
 Writes ``--json`` (one object per row) and ``--markdown`` (the table for the README) and prints the table.
@@ -33,7 +34,7 @@ from benchmarks.report import now
 from benchmarks.seed import copy_tree
 from benchmarks.seed import seed
 
-FAMILIES = ("blobs", "manifests", "listings", "skopeo", "ready", "fixture", "tls")
+FAMILIES = ("blobs", "manifests", "listings", "skopeo", "auth", "ready", "fixture", "tls")
 DEFAULT_OUTPUT = Path("bench-results")
 
 
@@ -129,6 +130,11 @@ def main(argv: t.Sequence[str] | None = None) -> int:
                     guarded(results, "listings", lambda: scenarios.listings(results, pair, plan))
                 if "skopeo" in chosen:
                     guarded(results, "skopeo", lambda: scenarios.skopeo_copies(results, pair, plan, workdir))
+        if "auth" in chosen and not scenarios.missing_auth_tools(results):
+            guarded(results, "auth", lambda: authenticated(results, plan, workdir, small_seed, tls=False))
+            guarded(
+                results, "auth over TLS", lambda: authenticated(results, plan, workdir, small_seed, tls=True)
+            )
         if "ready" in chosen:
             guarded(results, "ready", lambda: scenarios.ready(results, plan, workdir))
         if "fixture" in chosen:
@@ -158,12 +164,21 @@ def main(argv: t.Sequence[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def prepared_pair(
-    workdir: Path, name: str, seeded: Path, tls: servers.TLSFiles | None
+    workdir: Path, name: str, seeded: Path, tls: servers.TLSFiles | None, htpasswd: Path | None = None
 ) -> t.Iterator[dict[str, servers.Server]]:
     for side in servers.SIDES:
         copy_tree(seeded, workdir / f"{name}-{side}")
-    with servers.pair(workdir, name, tls) as pair:
+    with servers.pair(workdir, name, tls, htpasswd) as pair:
         yield pair
+
+
+def authenticated(results: Results, plan: scenarios.Plan, workdir: Path, seeded: Path, *, tls: bool) -> None:
+    """The htpasswd rows on a pair of their own: the other rows measure servers without auth."""
+    name = "auth-tls" if tls else "auth"
+    credentials = servers.make_htpasswd(workdir / f"{name}.htpasswd", scenarios.HTPASSWD_COST)
+    files = servers.make_tls(workdir / f"{name}-certificates") if tls else None
+    with prepared_pair(workdir, name, seeded, files, credentials.path) as pair:
+        scenarios.authenticated_manifests(results, pair, plan, credentials, tls=tls)
 
 
 if __name__ == "__main__":

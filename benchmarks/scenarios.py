@@ -5,8 +5,9 @@ distribution, ...) and adds one sample per side and round to its rows.
 2. blob pull, and a Range read in the middle    6. ready time: process start to the first 200 (ms)
 3. manifest GET/HEAD at concurrency 1 and 32    7. in-process fixture start + stop (ms, emulator only)
 4. tags list and ``_catalog`` walks (ms)        8. peak RSS above idle during 1-2 (MiB)
+9. manifest GET at concurrency 32 with htpasswd basic auth on every request
 
-1-3 (and 8) run over plain HTTP and again over TLS.
+1-3 (and 8) run over plain HTTP and again over TLS; 9 runs over both on its own pair of servers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from benchmarks import client
 from benchmarks import load
+from benchmarks.client import ACCEPT
 from benchmarks.report import Results
 from benchmarks.report import Target
 from benchmarks.seed import MANIFEST_REPOSITORY
@@ -30,13 +32,18 @@ from benchmarks.seed import TAGS_REPOSITORY
 from benchmarks.servers import DISTRIBUTION
 from benchmarks.servers import EMULATOR
 from benchmarks.servers import SIDES
+from benchmarks.servers import Credentials
 from benchmarks.servers import RSSSampler
 from benchmarks.servers import Server
 from benchmarks.servers import ready_time
+from benchmarks.servers import settle
 
 MB = 1_000_000
 MIB = 1 << 20
 BLOB_REPOSITORY = "bench/blob"
+#: What ``htpasswd -B`` writes without ``-C`` is cost 5, and the cost every authenticated request pays.
+HTPASSWD_COST = 5
+AUTH_TOOLS = {"htpasswd": "apache2-utils", "wrk": "wrk"}
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,74 @@ def _load(method: str, url: str, connections: int, seconds: int) -> load.LoadRes
     if method == "GET":
         return load.wrk_get(url, connections, seconds)
     return load.hey(url, connections, seconds, method)
+
+
+# -- 9: manifests under htpasswd -----------------------------------------------------------------------------
+
+
+def missing_auth_tools(results: Results) -> bool:
+    """Whether a tool the htpasswd rows need is missing (then a note says which)."""
+    missing = [tool for tool in AUTH_TOOLS if not load.available(tool)]
+    if missing:
+        packages = " ".join(sorted({AUTH_TOOLS[tool] for tool in missing}))
+        results.notes.append(
+            f"{' and '.join(missing)} not installed: the htpasswd rows were skipped "
+            f"(apt-get install {packages})."
+        )
+    return bool(missing)
+
+
+def authenticated_manifests(
+    results: Results, servers: dict[str, Server], plan: Plan, credentials: Credentials, *, tls: bool
+) -> None:
+    """Manifest GETs by wrk on 32 connections, each request with basic auth: every one costs the server a
+    bcrypt check unless it remembers a verified password."""
+    tag, suffix = ("_tls", " (TLS)") if tls else ("", "")
+    connections = 32
+    key = f"manifest_get_c{connections}_htpasswd{tag}"
+    path = f"/v2/{MANIFEST_REPOSITORY}/manifests/{MANIFEST_TAG}"
+    headers = {"Authorization": credentials.authorization}
+    results.metric(
+        key,
+        f"manifest GET, concurrency {connections}, htpasswd (bcrypt cost {HTPASSWD_COST}, as `htpasswd -B` "
+        f"writes){suffix}",
+        "requests/s",
+        "higher",
+        None if tls else Target("ratio ≥ 1.5", ratio_at_least=1.5),
+    )
+    results.metric(
+        key + "_p99", f"manifest GET, concurrency {connections}, htpasswd: p99 latency{suffix}", "ms", "lower"
+    )
+    for server in servers.values():
+        require_auth(server, path, headers)
+        load.wrk_get(server.url + path, 8, 1, headers)  # unmeasured warm-up
+        settle(server.pid)
+
+    def run(number: int, server: Server) -> None:
+        result = load.wrk_get(server.url + path, connections, plan.load_seconds, headers)
+        results.add(key, server.side, result.requests_per_second)
+        results.add(key + "_p99", server.side, result.p99_ms)
+        waited = settle(server.pid)
+        progress(
+            f"  {key} round {number + 1} {server.side}: {result.requests_per_second:.0f}/s, "
+            f"p99 {result.p99_ms:.1f} ms (idle again after {waited:.1f} s)"
+        )
+
+    interleave(plan.rounds, servers, run)
+
+
+def require_auth(server: Server, path: str, headers: t.Mapping[str, str]) -> None:
+    """Check that ``server`` refuses ``path`` without credentials (401) and answers it with them (200), so
+    that the rows measure authenticated requests and nothing else."""
+    with client.Client(server.url, server.client_context(), timeout=60) as connection:
+        anonymous = connection.request("GET", path, headers={"Accept": ACCEPT}).status
+    with client.Client(server.url, server.client_context(), timeout=60) as connection:
+        authorized = connection.request("GET", path, headers={"Accept": ACCEPT, **headers}).status
+    if (anonymous, authorized) != (401, 200):
+        raise RuntimeError(
+            f"{server.side} answered {path} with {anonymous} without credentials and {authorized} with "
+            "them; expected 401 and 200"
+        )
 
 
 # -- 4: tags and catalog -----------------------------------------------------------------------------------

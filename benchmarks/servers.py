@@ -2,15 +2,17 @@
 
 Both get the same configuration: filesystem storage in their own directory, deletes on, the in-memory
 blob-descriptor cache, upload purging off (it would wake up in the middle of a run), quiet logs, an HTTP
-secret, and for the TLS variants the same trustme certificate. The emulator runs as
-``python -m emulator serve CONFIG`` (:class:`fixtures.process.RegistryProcess`), distribution as
-``docker-registry serve CONFIG`` (:class:`fixtures.distribution.DistributionServer`).
+secret, for the TLS variants the same trustme certificate and for the htpasswd ones the same file. The
+emulator runs as ``python -m emulator serve CONFIG`` (:class:`fixtures.process.RegistryProcess`),
+distribution as ``docker-registry serve CONFIG`` (:class:`fixtures.distribution.DistributionServer`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import secrets
 import socket
 import ssl
 import subprocess
@@ -74,6 +76,34 @@ class RSSSampler:
             self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmRSS"))
 
 
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of a process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields after the command name, which is in parentheses and may hold spaces: utime and stime
+        # are the 14th and 15th of the whole line.
+        fields = stat.read().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def settle(pid: int, *, interval: float = 0.1, limit: float = 30.0) -> float:
+    """Wait until a process spends at most one clock tick per ``interval`` (or ``limit`` seconds pass);
+    returns the seconds waited.
+
+    A server slower than its load leaves requests queued when the load generator stops; it goes on
+    answering them to closed sockets, and on two shared cores that work would be counted against
+    whichever server runs next.
+    """
+    started = time.perf_counter()
+    last = cpu_ticks(pid)
+    while time.perf_counter() - started < limit:
+        time.sleep(interval)
+        ticks = cpu_ticks(pid)
+        if ticks - last <= 1:
+            break
+        last = ticks
+    return time.perf_counter() - started
+
+
 # -- TLS ---------------------------------------------------------------------------------------------------
 
 
@@ -106,15 +136,48 @@ def make_tls(directory: Path) -> TLSFiles:
     return files
 
 
+# -- htpasswd ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The one user of an htpasswd file."""
+
+    path: Path
+    username: str
+    password: str
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header's value for HTTP basic auth."""
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return f"Basic {token}"
+
+
+def make_htpasswd(path: Path, cost: int) -> Credentials:
+    """A file with one user written by Apache's ``htpasswd -B -C cost`` (a ``$2y$`` bcrypt hash, what
+    registry operators are told to run), checked to hold that cost."""
+    credentials = Credentials(path, "bench", secrets.token_urlsafe(16))
+    command = ["htpasswd", "-c", "-i", "-B", "-C", str(cost), str(path), credentials.username]
+    # -i: the password comes on stdin, not on the command line.
+    subprocess.run(command, input=credentials.password, text=True, capture_output=True, check=True)
+    _, _, hashed = path.read_text().strip().partition(":")
+    if not hashed.startswith(f"$2y${cost:02d}$"):
+        raise RuntimeError(f"htpasswd wrote {hashed[:7]!r}..., not a bcrypt hash of cost {cost}")
+    return credentials
+
+
 # -- configuration -----------------------------------------------------------------------------------------
 
 
-def registry_config(root: Path, tls: TLSFiles | None = None) -> dict[str, t.Any]:
+def registry_config(
+    root: Path, tls: TLSFiles | None = None, htpasswd: Path | None = None
+) -> dict[str, t.Any]:
     """The configuration both registries get (``http.addr`` is added by whoever starts them)."""
     http: dict[str, t.Any] = {"secret": "benchmark-secret"}
     if tls is not None:
         http["tls"] = {"certificate": str(tls.certificate), "key": str(tls.key)}
-    return {
+    config: dict[str, t.Any] = {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
         "storage": {
@@ -125,6 +188,9 @@ def registry_config(root: Path, tls: TLSFiles | None = None) -> dict[str, t.Any]
         },
         "http": http,
     }
+    if htpasswd is not None:
+        config["auth"] = {"htpasswd": {"realm": "benchmark", "path": str(htpasswd)}}
+    return config
 
 
 def distribution_environ() -> dict[str, str]:
@@ -174,11 +240,11 @@ class Server:
         self.handle.stop()
 
 
-def start(side: str, root: Path, tls: TLSFiles | None = None) -> Server:
+def start(side: str, root: Path, tls: TLSFiles | None = None, htpasswd: Path | None = None) -> Server:
     """Start ``side`` on a free loopback port with :func:`registry_config`; its idle RSS is measured
     after a short settle."""
     root.mkdir(parents=True, exist_ok=True)
-    config = registry_config(root, tls)
+    config = registry_config(root, tls, htpasswd)
     handle: RegistryProcess | DistributionServer
     if side == EMULATOR:
         handle = RegistryProcess(config, tls=tls is not None).start()
@@ -193,12 +259,14 @@ def start(side: str, root: Path, tls: TLSFiles | None = None) -> Server:
 
 
 @contextlib.contextmanager
-def pair(workdir: Path, name: str, tls: TLSFiles | None = None) -> t.Iterator[dict[str, Server]]:
+def pair(
+    workdir: Path, name: str, tls: TLSFiles | None = None, htpasswd: Path | None = None
+) -> t.Iterator[dict[str, Server]]:
     """Both registries, each with its own storage under ``workdir/<name>-<side>``, stopped on exit."""
     servers: dict[str, Server] = {}
     try:
         for side in SIDES:
-            servers[side] = start(side, workdir / f"{name}-{side}", tls)
+            servers[side] = start(side, workdir / f"{name}-{side}", tls, htpasswd)
         yield servers
     finally:
         for server in servers.values():
