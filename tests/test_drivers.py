@@ -28,6 +28,17 @@ class TestFileSystem(DriverContract):
         return FileSystemDriver(str(tmp_path / "root"))
 
 
+def test_filesystem_foreign_names_are_left_out_of_listings(tmp_path: Path) -> None:
+    """Files another program left in the root, under names no storage path can have, are not
+    listed: a walk (upload purging) would otherwise stop at them."""
+    driver = FileSystemDriver(str(tmp_path / "root"))
+    driver.put_content("/dir/kept", b"x")
+    for name in ("with space", "..x..", "caf\u00e9", "back\\slash"):
+        (tmp_path / "root" / "dir" / name).write_bytes(b"foreign")
+    assert driver.list("/dir") == ["/dir/..x..", "/dir/kept"]
+    assert [info.path for info in driver.walk("/")] == ["/dir", "/dir/..x..", "/dir/kept"]
+
+
 class Moto:
     """moto's S3 server on loopback, in this process; buckets are cheap there."""
 
@@ -98,6 +109,20 @@ class TestS3(DriverContract):
                 multipartcopythresholdsize=5 * MiB,
             )
         )
+
+
+def test_s3_foreign_keys_are_left_out_of_listings(moto: Moto) -> None:
+    """Keys written beside the registry's, with segments no storage path can have (``..``, spaces),
+    are not listed, so a walk never hands them to a call that refuses them."""
+    from emulator.drivers.s3 import S3Driver
+
+    bucket = moto.new_bucket()
+    driver = S3Driver(s3_config(moto, bucket, rootdirectory="/root"))
+    driver.put_content("/dir/kept", b"x")
+    for key in ("root/dir/../escape", "root/dir/with space", "root/dir//double", "root/dir/./dot"):
+        moto.client.put_object(Bucket=bucket, Key=key, Body=b"foreign")
+    assert driver.list("/dir") == ["/dir/kept"]
+    assert [info.path for info in driver.walk("/")] == ["/dir", "/dir/kept"]
 
 
 class TestS3BucketRoot(DriverContract):

@@ -161,6 +161,20 @@ def check_path(path: str) -> str:
     return path
 
 
+def check_deletable(path: str) -> str:
+    """:func:`check_path`, and never the root: nothing in a registry deletes its whole storage."""
+    if path == "/":
+        raise InvalidPath(path, "the root cannot be deleted")
+    return check_path(path)
+
+
+def listable(name: str) -> bool:
+    """Whether a name found in a directory (or under a key prefix) can be a path segment. Names that
+    something else wrote there and that no path could reach are left out of listings: a walk would
+    otherwise hand them to calls that refuse them."""
+    return PATH_RE.fullmatch("/" + name) is not None
+
+
 def parent_of(path: str) -> str:
     parent = path.rsplit("/", 1)[0]
     return parent or "/"

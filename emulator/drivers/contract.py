@@ -460,6 +460,12 @@ class DriverContract:
         for kept in ("a-sibling/x", "ab/x", "a.b", "b/a/x"):
             assert driver.get_content(f"{top}/{kept}") == kept.encode()
 
+    def test_the_root_cannot_be_deleted(self, driver: StorageDriver, top: str) -> None:
+        driver.put_content(f"{top}/file", b"x")
+        with pytest.raises(InvalidPath):
+            driver.delete("/")
+        assert driver.get_content(f"{top}/file") == b"x"
+
     def test_delete_missing(self, driver: StorageDriver, top: str) -> None:
         with pytest.raises(PathNotFound):
             driver.delete(f"{top}/missing")

@@ -33,7 +33,9 @@ from .base import FileWriter
 from .base import InvalidOffset
 from .base import PathNotFound
 from .base import StorageDriver
+from .base import check_deletable
 from .base import check_path
+from .base import listable
 
 #: Temporary files carry this prefix; listings skip them so half-written files are never seen.
 _TEMP_PREFIX = ".tmp-"
@@ -141,7 +143,7 @@ class FileSystemDriver(StorageDriver):
                 return []
             raise PathNotFound(path) from None
         prefix = "" if path == "/" else path
-        return [f"{prefix}/{n}" for n in sorted(names) if not n.startswith(_TEMP_PREFIX)]
+        return [f"{prefix}/{n}" for n in sorted(names) if listable(n) and not n.startswith(_TEMP_PREFIX)]
 
     def move(self, source: str, dest: str) -> None:
         src, dst = self._full(source), self._full(dest)
@@ -151,7 +153,7 @@ class FileSystemDriver(StorageDriver):
         os.replace(src, dst)
 
     def delete(self, path: str) -> None:
-        full = self._full(path)
+        full = self._full(check_deletable(path))
         try:
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)

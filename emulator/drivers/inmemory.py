@@ -17,6 +17,7 @@ from .base import FileWriter
 from .base import InvalidOffset
 from .base import PathNotFound
 from .base import StorageDriver
+from .base import check_deletable
 from .base import check_path
 
 
@@ -168,7 +169,7 @@ class InMemoryDriver(StorageDriver):
         self._remove(source)
 
     def delete(self, path: str) -> None:
-        self._walk_to(path)
+        self._walk_to(check_deletable(path))
         self._remove(path)
 
     def _remove(self, path: str) -> None:

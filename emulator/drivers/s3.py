@@ -46,7 +46,9 @@ from .base import PathNotFound
 from .base import StorageDriver
 from .base import StorageError
 from .base import StorageUnavailable
+from .base import check_deletable
 from .base import check_path
+from .base import listable
 
 if t.TYPE_CHECKING:
     from ..config import S3Config
@@ -427,7 +429,7 @@ class S3Driver(StorageDriver):
         for page in self._pages(path, "list_objects_v2", Prefix=prefix, Delimiter="/"):
             names.update(item["Key"][len(prefix) :] for item in page.get("Contents", ()))
             names.update(item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", ()))
-        names.discard("")
+        names = {name for name in names if listable(name)}
         if not names and path != "/":
             raise PathNotFound(path)
         base = "" if path == "/" else path
@@ -454,7 +456,7 @@ class S3Driver(StorageDriver):
             self.client.delete_object(Bucket=self.bucket, Key=source_key)
 
     def delete(self, path: str) -> None:
-        key = self._key(path)
+        key = self._key(check_deletable(path))
         found = False
         batch: list[str] = []
         if path != "/" and self._head(path) is not None:
@@ -503,8 +505,8 @@ class S3Driver(StorageDriver):
         for page in self._pages(path, "list_objects_v2", Prefix=prefix):
             for item in page.get("Contents", ()):
                 parts = item["Key"][len(prefix) :].split("/")
-                if "" in parts:
-                    continue  # no valid path ("a//b", "dir/"), as distribution sees it
+                if not all(map(listable, parts)):
+                    continue  # no valid path ("a//b", "dir/", "a/../b"): never handed out
                 node: t.Any = tree
                 for part in parts[:-1]:
                     node = node.setdefault(part, {})
