@@ -8,7 +8,8 @@ chunked bodies, decides keep-alive, and frames every response (Content-Length or
 - Limits: a request head of at most 1 MiB (431 beyond), a request line of at most 64 KiB (414), a
   Content-Length below 2**63 (as Go's server), HTTP/1.0 and 1.1 only (505), an origin-form or absolute-form
   request target (400 otherwise), no Transfer-Encoding on HTTP/1.0 (RFC 9112 section 6.1: its framing is
-  faulty). A request carrying both Content-Length and chunked is framed as chunked and its connection is
+  faulty), no obsolete line folding. Chunk sizes are h11's: up to 20 hex digits; a large declared chunk,
+  like a large Content-Length, waits for its bytes under the idle timeout. A request carrying both Content-Length and chunked is framed as chunked and its connection is
   closed after the response (RFC 9112 section 6.3).
 - Any framing error answers 400 (431/414 for sizes, 501 for an unknown transfer coding, as RFC 9112 asks and
   Go answers) and closes the connection: nothing read after a bad head or a bad body is ever taken as a
@@ -84,6 +85,8 @@ MAX_REQUEST_LINE = 1 << 16
 MAX_CONTENT_LENGTH = (1 << 63) - 1
 #: A request body the app did not read is drained (to keep the connection) up to this much.
 DRAIN_LIMIT = 256 << 10
+#: Connections being closed at once to make room at the cap (their threads are still ending).
+RECLAIM_IN_FLIGHT = 16
 #: How many waiting connections are accepted in one go.
 ACCEPT_BATCH = 256
 #: Reads of request heads and chunked bodies.
@@ -103,6 +106,7 @@ _REASONS = {
     501: "Not Implemented",
     505: "HTTP Version Not Supported",
 }
+_OBS_FOLD = re.compile(rb"\n[ \t]")
 _ABSOLUTE_FORM = re.compile(rb"https?://([^/?#]+)([/?].*)?", re.IGNORECASE)
 #: The starts of a plain HTTP request, to tell one sent to a TLS port from a broken handshake (Go's list).
 _HTTP_STARTS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO", b"PATCH", b"DELET")
@@ -311,7 +315,9 @@ class _ChunkedBody(_Body):
                     self._parser.receive_data(self._connection.receive(READ_BUFFER))
                     continue
             except h11.RemoteProtocolError:
-                # A malformed chunk, or the connection closed inside the body.
+                # A malformed chunk, or the connection closed inside the body: whatever follows cannot be
+                # told apart from a request, so the connection ends with the answer.
+                self._connection.closing = True
                 self.broken = self._finished = True
                 raise _client_disconnected() from None
             if isinstance(event, h11.Data):
@@ -391,6 +397,7 @@ class _Connection:
         self.head_sent = False
         self.to_send: int | None = None  # bytes of body still allowed by the response's Content-Length
         self.body_allowed = True
+        self.expecting_continue = False
 
     def start_tls(self, sock: ssl.SSLSocket) -> None:
         """The handshake is done: requests are read from ``sock`` and carry the client's certificate."""
@@ -434,9 +441,14 @@ class _Connection:
         parser = self.parser
         line_length = 0
         line_done = False
+        received: list[bytes] = []  # the head's bytes, for the checks h11 leaves to servers
         data = self.buffered
         self.buffered = b""
         while True:
+            if not received:
+                # RFC 9112 section 2.2: empty lines before a request line are ignored (some clients send
+                # a CRLF after a POST body).
+                data = data.lstrip(b"\r\n")
             if data:
                 if not line_done:
                     newline = data.find(b"\n")
@@ -444,6 +456,7 @@ class _Connection:
                     line_length += newline if line_done else len(data)
                     if line_length > MAX_REQUEST_LINE:
                         raise _BadRequest(414, "request line too long")
+                received.append(data)
                 parser.receive_data(data)
             try:
                 event = parser.next_event()
@@ -451,6 +464,12 @@ class _Connection:
                 status = e.error_status_hint
                 raise _BadRequest(status, str(e) or _REASONS.get(status, "bad request")) from None
             if isinstance(event, h11.Request):
+                head = b"".join(received)
+                head = head[: len(head) - len(parser.trailing_data[0])]
+                if _OBS_FOLD.search(head):
+                    # h11 unfolds continuation lines; RFC 9112 section 5.2 also allows refusing them, which
+                    # leaves no room for a proxy in front to read the header differently.
+                    raise _BadRequest(400, "obsolete line folding in a header")
                 return event
             if event is not h11.NEED_DATA:
                 raise _Gone()  # ConnectionClosed before any request
@@ -557,6 +576,8 @@ class _Connection:
         self.head_sent = False
         self.to_send = None
         self.body_allowed = request.method != b"HEAD"
+        # Read now: h11 forgets that the client waits for a 100 once the final answer has been sent.
+        self.expecting_continue = self.parser.they_are_waiting_for_100_continue
         try:
             self.run_app(environ)
         except _BadRequest as e:
@@ -585,7 +606,7 @@ class _Connection:
             self.closing = True  # h11's keep-alive rules (Connection: close, HTTP/1.0) or ours
             return False
         if not body.done:
-            if not body.started and self.parser.they_are_waiting_for_100_continue:
+            if not body.started and self.expecting_continue:
                 # The client holds its body until it gets a 100 that will never come: whether it sends
                 # it anyway cannot be known, so the connection ends here (as Go's server does).
                 self.closing = True
@@ -799,6 +820,8 @@ class Server:
         self._waiting: collections.OrderedDict[_Connection, None] = collections.OrderedDict()
         #: Sockets accepted and not yet closed (a connection counts from its accept to its close).
         self._open = 0
+        #: Connections closed to make room whose threads have not ended yet.
+        self._reclaiming = 0
         self._active = 0
         self.closing = False
         self._stopping = False
@@ -819,7 +842,7 @@ class Server:
             listening = False
             while not self._stopping:
                 with self._lock:
-                    room = self._open < self.max_connections or bool(self._waiting)
+                    room = self._open < self.max_connections or self._can_reclaim()
                 if room and not listening:
                     selector.register(self.socket, selectors.EVENT_READ)
                 elif not room and listening:
@@ -833,21 +856,26 @@ class Server:
                     elif not self._stopping:
                         self._accept()
 
+    def _can_reclaim(self) -> bool:
+        return bool(self._waiting) and self._reclaiming < RECLAIM_IN_FLIGHT
+
     def _make_room(self) -> bool:
-        """Whether a connection can be accepted now; at the cap, closes the longest-waiting one.
-        Only called with a client in the backlog: an idle connection is never closed for nothing."""
+        """Whether a connection can be accepted now. At the cap, closes the longest-waiting connection
+        instead: room comes when its thread has ended (a connection counts until then, so that threads
+        stay within the cap). Only called with a client in the backlog: an idle connection is never
+        closed for nothing."""
         with self._lock:
             if self._open < self.max_connections:
                 return True
-            if not self._waiting:
+            if not self._can_reclaim():
                 return False
             connection, _ = self._waiting.popitem(last=False)
-            self._open -= 1  # counted as gone now: its thread ends as soon as it sees the shutdown
             connection.reclaimed = True
+            self._reclaiming += 1
         log.debug("connection limit reached: closing a connection that waits for a request")
         with contextlib.suppress(OSError):
             socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
-        return True
+        return False
 
     def _accept(self) -> None:
         """Accept the connections waiting, not one per wake-up: under load, TLS clients that dial spare
@@ -903,8 +931,9 @@ class Server:
                 connection.sock.close()
             with self._lock:
                 self._waiting.pop(connection, None)
-                if not connection.reclaimed:
-                    self._open -= 1
+                self._open -= 1
+                if connection.reclaimed:
+                    self._reclaiming -= 1
             self._wake()  # room for a client waiting in the backlog
 
     def _handshake(self, sock: socket.socket) -> ssl.SSLSocket:
