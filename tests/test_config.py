@@ -83,7 +83,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
         ({"log": {"accesslog": {"disabled": "sometimes"}}}, "log.accesslog.disabled", "must be a boolean"),
         ({"http": {"headers": 5}}, "http.headers", "must be a mapping"),
         ({"http": {"headers": {"X-A": {"b": 1}}}}, "http.headers.X-A", "must be a list of strings"),
-        ({"storage": {"delete": {"enabled": "maybe"}}}, "storage.delete.enabled", "must be a boolean"),
+        ({"storage": {"delete": {"enabled": [1]}}}, "storage.delete.enabled", "must be a boolean"),
         ({"http": {"addr": [1]}}, "http.addr", "must be a string (got a list)"),
         ({"http": {"addr": "localhost"}}, "http.addr", "missing port"),
         ({"http": {"addr": ":http"}}, "http.addr", "is not a number"),
@@ -269,7 +269,7 @@ def test_typed_values() -> None:
                 "accesslog": {"disabled": "TRUE"},
             },
             "storage": {
-                "delete": {"enabled": "true"},
+                "delete": {"enabled": True},
                 "redirect": {"disable": True},
                 "cache": {"layerinfo": "inmemory", "blobdescriptorsize": 5},
                 "maintenance": {
@@ -477,6 +477,14 @@ def test_env_http() -> None:
     http = loaded.config.http
     assert (http.listen_port(), http.secret, http.relativeurls) == (6000, "123", True)
     assert http.headers == {"X-Frame-Options": ("SAMEORIGIN",), "x-custom": ("yes",)}
+
+
+def test_delete_enabled_by_a_string_stays_off_as_in_distribution() -> None:
+    loaded = parse({"storage": {"delete": {"enabled": "true"}}})
+    assert loaded.config.storage.delete_enabled is False
+    assert any("storage.delete.enabled: a string, not a boolean" in w for w in loaded.warnings)
+    environ = {"REGISTRY_STORAGE_DELETE_ENABLED": "true"}  # variables are YAML: this one is a boolean
+    assert parse(None, environ).config.storage.delete_enabled is True
 
 
 def test_maxconnections_default_file_and_env() -> None:

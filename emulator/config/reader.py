@@ -349,6 +349,14 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
     maintenance = storage.section("maintenance")
     purging = maintenance.section("uploadpurging")
     defaults = UploadPurgingConfig()
+    delete = storage.section("delete")
+    if isinstance(delete.get("enabled"), str):
+        # distribution enables deletes for the YAML boolean true only: a quoted "true" leaves them off.
+        key = delete.key("enabled")
+        delete.reader.warn(key, f"{key}: a string, not a boolean: deletes stay disabled, as in distribution")
+        delete_enabled = False
+    else:
+        delete_enabled = delete.boolean("enabled", False)
     return StorageConfig(
         driver="s3" if name == "s3aws" else name,
         rootdirectory=rootdirectory,
@@ -356,7 +364,7 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
         s3=s3,
         blobdescriptor=blobdescriptor or None,
         blobdescriptorsize=cache.integer("blobdescriptorsize", 10000, low=0),
-        delete_enabled=storage.section("delete").boolean("enabled", False),
+        delete_enabled=delete_enabled,
         redirect_disable=storage.section("redirect").boolean("disable", False),
         uploadpurging=UploadPurgingConfig(
             enabled=purging.boolean("enabled", defaults.enabled),
