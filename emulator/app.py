@@ -39,6 +39,7 @@ from .logs import access_log
 from .logs import combined_log_line
 from .logs import log
 from .logs import request_uri
+from .reference import is_valid_host
 from .reference import is_valid_name
 from .reference import is_valid_tag
 from .reference import is_valid_upload_id
@@ -78,8 +79,13 @@ class Context:
         if self.config.http.host:
             return self.config.http.host.rstrip("/")
         headers = self.request.headers
-        scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip() or self.request.scheme
-        host = headers.get("X-Forwarded-Host", "").split(",")[0].strip() or self.request.host
+        # What a proxy says counts only if it is well formed: a forged value must not end up in Location.
+        scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        if scheme not in ("http", "https"):
+            scheme = self.request.scheme
+        host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        if not is_valid_host(host):
+            host = self.request.host
         return f"{scheme}://{host}"
 
 

@@ -58,6 +58,17 @@ class Digest:
         return hashlib.new(self.algorithm)
 
 
+#: A Host header (RFC 9112 section 3.2) or X-Forwarded-Host: an IP literal, or dot-separated labels of at
+#: most 63 characters (what a name in a URL can hold), and a port. Narrower than RFC 3986's reg-name on
+#: purpose: the host goes into Location URLs, which clients resolve.
+_LABEL = r"[A-Za-z0-9_-]{1,63}"
+HOST_RE = re.compile(rf"(?:\[[0-9A-Fa-f:.]+\]|{_LABEL}(?:\.{_LABEL})*\.?)(?::[0-9]{{1,5}})?")
+
+
+def is_valid_host(host: str) -> bool:
+    return HOST_RE.fullmatch(host) is not None
+
+
 def is_valid_name(name: str) -> bool:
     return len(name) <= NAME_MAX_LENGTH and NAME_RE.fullmatch(name) is not None
 

@@ -6,11 +6,13 @@ chunked bodies, decides keep-alive, and frames every response (Content-Length or
 204 and 304). What h11 leaves to its user, and this module therefore decides:
 
 - Limits: a request head of at most 1 MiB (431 beyond), a request line of at most 64 KiB (414), a
-  Content-Length below 2**63 (as Go's server), HTTP/1.0 and 1.1 only (505), an origin-form or absolute-form
-  request target (400 otherwise), no Transfer-Encoding on HTTP/1.0 (RFC 9112 section 6.1: its framing is
-  faulty), no obsolete line folding. Chunk sizes are h11's: up to 20 hex digits; a large declared chunk,
-  like a large Content-Length, waits for its bytes under the idle timeout. A request carrying both Content-Length and chunked is framed as chunked and its connection is
-  closed after the response (RFC 9112 section 6.3).
+  Content-Length below 2**63 (as Go's server), HTTP/1.x only (505; 1.2 and up served as 1.1), an
+  origin-form or absolute-form request target (400 otherwise, CONNECT included: its answer would open a
+  tunnel), a valid Host (RFC 9112 section 3.2), no Transfer-Encoding on HTTP/1.0 (RFC 9112 section 6.1:
+  its framing is faulty), no obsolete line folding. Chunk sizes are h11's: up to 20 hex digits; a large
+  declared chunk, like a large Content-Length, waits for its bytes under the idle timeout. A request
+  carrying both Content-Length and chunked is framed as chunked and its connection is closed after the
+  response (RFC 9112 section 6.3).
 - Any framing error answers 400 (431/414 for sizes, 501 for an unknown transfer coding, as RFC 9112 asks and
   Go answers) and closes the connection: nothing read after a bad head or a bad body is ever taken as a
   request.
@@ -61,6 +63,7 @@ from urllib.parse import unquote_to_bytes
 import h11
 
 from .config.model import HTTPConfig
+from .reference import is_valid_host
 from .turns import LEAVE_TURN
 
 if t.TYPE_CHECKING:
@@ -511,8 +514,12 @@ class _Connection:
     def _environ(self, request: h11.Request) -> WSGIEnvironment:
         """The WSGI environ of ``request``, or :class:`_BadRequest` for what h11 leaves to servers."""
         version = request.http_version
-        if version not in (b"1.1", b"1.0"):
+        if not version.startswith(b"1."):
+            # RFC 9110 section 2.5: a higher minor version is served as the highest we know (h11: 1.1).
             raise _BadRequest(505, "HTTP version not supported")
+        if request.method == b"CONNECT":
+            # Its answer would turn the connection into a tunnel: this is a registry, not a proxy.
+            raise _BadRequest(400, "CONNECT is not served here")
         environ = self.environ.copy()
         target = request.target
         environ["REQUEST_URI"] = environ["RAW_URI"] = target.decode("latin-1")
@@ -535,8 +542,11 @@ class _Connection:
                 continue
             if name == b"transfer-encoding":
                 chunked = True
-            elif name == b"host" and "HTTP_HOST" in environ:
-                continue  # absolute-form: the target's authority wins (RFC 9112 section 3.2.2)
+            elif name == b"host":
+                if not is_valid_host(value.decode("latin-1")):
+                    raise _BadRequest(400, "invalid Host header")  # RFC 9112 section 3.2
+                if "HTTP_HOST" in environ:
+                    continue  # absolute-form: the target's authority wins (RFC 9112 section 3.2.2)
             key = name.decode("latin-1")
             if "_" in key:
                 continue  # as Werkzeug does: HTTP_X_FOO must not be forgeable as "X_Foo"
@@ -605,15 +615,9 @@ class _Connection:
         if self.closing or body.broken or self.parser.our_state is not h11.DONE:
             self.closing = True  # h11's keep-alive rules (Connection: close, HTTP/1.0) or ours
             return False
-        if not body.done:
-            if not body.started and self.expecting_continue:
-                # The client holds its body until it gets a 100 that will never come: whether it sends
-                # it anyway cannot be known, so the connection ends here (as Go's server does).
-                self.closing = True
-                return False
-            if not body.drain(DRAIN_LIMIT):
-                self.closing = True
-                return False
+        if not body.done and not body.drain(DRAIN_LIMIT):
+            self.closing = True
+            return False
         self.buffered = body.leftover()
         self.parser = _parser()
         return True
@@ -690,6 +694,10 @@ class _Connection:
         if code in (204, 304) or not self.body_allowed:
             self.to_send = 0
         headers.append(("Date", _Date.now()))
+        if self.expecting_continue and not self.body.started and not self.body.done:
+            # The answer comes before the body the client holds back for its 100: whether it sends that
+            # body anyway cannot be known, so the connection ends with this answer (as Go's server does).
+            self.closing = True
         if self.closing or self.server.closing:
             self.closing = True
             headers.append(("Connection", "close"))

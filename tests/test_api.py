@@ -658,6 +658,27 @@ def test_forwarded_headers_shape_locations(client: Client) -> None:
     assert response.headers["Location"].startswith("https://reg.example:8443/v2/foo/")
 
 
+@pytest.mark.parametrize(
+    ("proto", "host"),
+    [
+        ("https", ".."),
+        ("https", "\u2603"),
+        ("https", "a" * 64 + ".example"),
+        ("javascript", "a b"),
+        ("ftp", "x/y"),
+    ],
+)
+def test_malformed_forwarded_headers_are_ignored(client: Client, proto: str, host: str) -> None:
+    """A forged X-Forwarded-* value never reaches Location, and never turns into a 500."""
+    response = client.post(
+        "/v2/foo/blobs/uploads/", headers={"X-Forwarded-Proto": proto, "X-Forwarded-Host": host}
+    )
+    assert response.status_code == 202
+    location = response.headers["Location"]
+    scheme = "https" if proto == "https" else "http"
+    assert location.startswith(f"{scheme}://localhost/v2/foo/blobs/uploads/"), location
+
+
 def test_prefix_moves_every_route() -> None:
     client = Client(emulator.make_app(emulator.load_config({"http": {"prefix": "/registry/"}})))
     assert client.get("/registry/v2/").status_code == 200

@@ -139,6 +139,9 @@ HEAD_CASES: list[t.Any] = [
     pytest.param(get("/v2/", H, "X(A): b"), 400, id="separator-in-header-name"),
     pytest.param(get("/v2/"), 400, id="missing-host"),
     pytest.param(get("/v2/", H, "Host: y"), 400, id="two-hosts"),
+    pytest.param(get("/v2/", "Host: a b"), 400, id="host-with-a-space"),
+    pytest.param(get("/v2/", "Host: \u2603".encode()), 400, id="host-not-ascii"),
+    pytest.param(get("/v2/", "Host: x/y"), 400, id="host-with-a-slash"),
     # the request line
     pytest.param(get("/v2/", H, version="HTTP/1.1x"), 400, id="version-1.1x"),
     pytest.param(get("/v2/", H, version="HTTP/1.2x"), 400, id="version-1.2x"),
@@ -148,6 +151,9 @@ HEAD_CASES: list[t.Any] = [
     pytest.param(get("v2/", H), 400, id="target-without-slash"),
     pytest.param(get("../v2/", H), 400, id="target-dot-dot"),
     pytest.param(get(" /v2/", H), 400, id="two-spaces-before-target"),
+    # CONNECT's 2xx would turn the connection into a tunnel (RFC 9110 9.3.6): never served
+    pytest.param(lambda upload: request("CONNECT", "/v2/", H), 400, id="connect-origin-form"),
+    pytest.param(lambda upload: request("CONNECT", "x:443", H), 400, id="connect-authority-form"),
     # sizes: a request line over 64 KiB, a head over 1 MiB
     pytest.param(get("/v2/" + "a" * (65 << 10), H), 414, id="request-line-over-64KiB"),
     pytest.param(get("/v2/", H, *[f"X-Pad-{n}: {'p' * 8000}" for n in range(140)]), 431, id="head-over-1MiB"),
@@ -377,6 +383,32 @@ def test_expect_continue_with_credentials_gets_100_before_the_body(
         conn.send(b"hello")
         final = conn.read_response()
         assert (final.status, final.header("Range")) == (202, "0-4"), final
+
+
+def test_expect_continue_answered_before_the_body_says_connection_close(pax_registry: RegistryServer) -> None:
+    """An answer that comes before the body a client held back for its 100 ends the connection, and says
+    so (RFC 9110 10.1.1): the server cannot know whether that body will follow."""
+    head = request("GET", "/v2/nothing/tags/list", H, "Expect: 100-continue", "Content-Length: 5")
+    with RawConnection(pax_registry.port, timeout=RESPONSE_WAIT) as conn:
+        conn.send(head + b"hello" + request("GET", "/v2/", H))
+        response = conn.read_response()
+        assert response.status == 404, response
+        assert (response.header("Connection") or "").lower() == "close", response
+        assert conn.closes_within(CLOSE_WAIT), conn.unexpected
+
+
+def test_a_higher_minor_version_is_served_as_http_1_1(pax_registry: RegistryServer) -> None:
+    """RFC 9110 2.5: a recipient serves a higher minor version as the highest it implements."""
+    with RawConnection(pax_registry.port, timeout=RESPONSE_WAIT) as conn:
+        conn.send(request("GET", "/v2/", H, version="HTTP/1.2") + request("GET", "/v2/", H))
+        assert [conn.read_response().status for _ in range(2)] == [200, 200]
+
+
+def test_empty_lines_before_a_request_are_ignored(pax_registry: RegistryServer) -> None:
+    """RFC 9112 2.2: some clients send a CRLF after a body; the next request must still be served."""
+    with RawConnection(pax_registry.port, timeout=RESPONSE_WAIT) as conn:
+        conn.send(b"\r\n\r\n" + request("GET", "/v2/", H))
+        assert conn.read_response().status == 200
 
 
 # -- responses the server frames itself ------------------------------------------------------------------

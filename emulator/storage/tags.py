@@ -111,7 +111,7 @@ class TagStore:
         try:
             entries = self.driver.list(paths.tags(name))
         except PathNotFound:
-            if self.driver.exists(paths.repository(name)):
+            if any(self.driver.exists(part) for part in paths.repository_parts(name)):
                 return []
             raise NameUnknown({"name": name}) from None
         tags: builtins.list[str] = []
