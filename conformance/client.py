@@ -20,11 +20,14 @@ from dataclasses import field
 
 import requests
 
+from conformance import render
+
 if t.TYPE_CHECKING:
     from conformance.data import Blob
     from conformance.data import Manifest
 
 __all__ = [
+    "BrokenBody",
     "Exchange",
     "Registry",
     "error_codes",
@@ -65,12 +68,9 @@ def _redact_headers(headers: t.Mapping[str, str | bytes]) -> dict[str, str]:
     return redacted
 
 
-def _head(body: bytes | None) -> str:
-    if not body:
-        return ""
-    text = body[:BODY_HEAD].decode("utf-8", errors="replace")
-    more = len(body) - BODY_HEAD
-    return redact(text) + (f"... ({more} more bytes)" if more > 0 else "")
+def _head(body: bytes | None, media_type: str | None) -> str:
+    """A body as the report shows it: text when it is text, else its size, type and first bytes."""
+    return redact(render.body(body, media_type, limit=BODY_HEAD))
 
 
 @dataclass(eq=False)
@@ -105,10 +105,19 @@ class Exchange:
 _NOISE = frozenset({"user-agent", "accept-encoding", "connection"})
 
 
-def _read_body(response: requests.Response) -> str:
-    """Read the whole body now; a broken one (e.g. shorter than its Content-Length) becomes empty.
+class BrokenBody(requests.exceptions.ChunkedEncodingError):
+    """The response ended before its body did (shorter than its ``Content-Length``, or a broken chunk).
 
-    Checks judge statuses and headers too, and a body that lies about its length must not hide them.
+    Every check that receives one fails: no verdict can rest on half a response. A subclass of
+    :class:`requests.RequestException`, so cleanup, which ignores transport errors, ignores it too.
+    """
+
+
+def _read_body(response: requests.Response) -> str:
+    """Read the whole body now; return why it could not be read, or ``""``.
+
+    The part that did arrive stays out of the record: the exchange shows the status and headers, and
+    the failure says what went wrong with the body.
     """
     try:
         response.content  # noqa: B018 - reading the property loads the body
@@ -128,11 +137,11 @@ def _record(response: requests.Response, started_ns: int) -> Exchange:
         method=sent.method or "",
         url=redact(sent.url or ""),
         request_headers={k: v for k, v in _redact_headers(sent.headers).items() if k.lower() not in _NOISE},
-        request_body=_head(body if isinstance(body, bytes) else None),
+        request_body=_head(body if isinstance(body, bytes) else None, sent.headers.get("Content-Type")),
         status=response.status_code,
         reason=response.reason or "",
         response_headers=_redact_headers(response.headers),
-        response_body=_head(content),
+        response_body=_head(content, response.headers.get("Content-Type")),
         started_ns=started_ns,
         redirects=[redact(r.url) for r in response.history],
     )
@@ -253,6 +262,13 @@ class Registry:
             exchange.response_body += f" [the body could not be read: {broken}]"
         self.exchanges.append(exchange)
         self._by_response[response] = exchange
+        if broken:
+            declared = response.headers.get("Content-Length")
+            promise = f" (Content-Length: {declared})" if declared else ""
+            raise BrokenBody(
+                f"{method} {redact(url)}: {response.status_code} with a body cut short{promise}: {broken}",
+                response=response,
+            )
         return response
 
     def _preemptive(self) -> Credentials | None:

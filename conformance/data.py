@@ -9,6 +9,7 @@ bytes it was given, unknown fields included.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -89,8 +90,8 @@ ERROR_CODES = frozenset(
 )
 
 
-def digest_of(content: bytes) -> str:
-    return "sha256:" + hashlib.sha256(content).hexdigest()
+def digest_of(content: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm}:" + hashlib.new(algorithm, content).hexdigest()
 
 
 def _json(document: t.Mapping[str, t.Any]) -> bytes:
@@ -103,10 +104,12 @@ class Blob:
 
     content: bytes
     media_type: str = "application/octet-stream"
+    #: The digest algorithm it is pushed and named with.
+    algorithm: str = "sha256"
 
     @property
     def digest(self) -> str:
-        return digest_of(self.content)
+        return digest_of(self.content, self.algorithm)
 
     @property
     def size(self) -> int:
@@ -123,10 +126,11 @@ class Manifest:
     content: bytes
     media_type: str
     name: str = ""
+    algorithm: str = "sha256"
 
     @property
     def digest(self) -> str:
-        return digest_of(self.content)
+        return digest_of(self.content, self.algorithm)
 
     @property
     def size(self) -> int:
@@ -167,6 +171,7 @@ def image_manifest(
     artifact_type: str | None = None,
     subject: Manifest | None = None,
     annotations: t.Mapping[str, str] | None = None,
+    algorithm: str = "sha256",
 ) -> Manifest:
     """An OCI image manifest; ``media_type=False`` leaves the optional ``mediaType`` field out."""
     document: dict[str, t.Any] = {"schemaVersion": 2}
@@ -182,7 +187,7 @@ def image_manifest(
         document["subject"] = subject.descriptor()
     if annotations:
         document["annotations"] = dict(annotations)
-    return Manifest(_json(document), OCI_MANIFEST, name)
+    return Manifest(_json(document), OCI_MANIFEST, name, algorithm)
 
 
 def image_index(
@@ -192,6 +197,7 @@ def image_index(
     artifact_type: str | None = None,
     subject: Manifest | None = None,
     annotations: t.Mapping[str, str] | None = None,
+    algorithm: str = "sha256",
 ) -> Manifest:
     document: dict[str, t.Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX}
     if artifact_type:
@@ -201,7 +207,7 @@ def image_index(
         document["subject"] = subject.descriptor()
     if annotations:
         document["annotations"] = dict(annotations)
-    return Manifest(_json(document), OCI_INDEX, name)
+    return Manifest(_json(document), OCI_INDEX, name, algorithm)
 
 
 def _layer(run_id: str) -> tuple[Blob, str]:
@@ -248,7 +254,12 @@ def png(rgb: tuple[int, int, int], text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Referrers:
-    """Artifacts whose ``subject`` is :attr:`subject` (five) or :attr:`missing_subject` (one)."""
+    """Artifacts whose ``subject`` is :attr:`subject` (six) or :attr:`missing_subject` (one).
+
+    They cover each rule for a referrer's ``artifactType``: a manifest's own (``a_layer``), the config's
+    media type when the manifest has none (``a_config``), an index's own (``index``), and none at all
+    for an index without one (``untyped_index``).
+    """
 
     subject: Manifest
     missing_subject: Manifest
@@ -259,11 +270,12 @@ class Referrers:
     index: Manifest
     b_config: Manifest
     b_layer: Manifest
+    untyped_index: Manifest
     c: Manifest
 
     @property
     def of_subject(self) -> tuple[Manifest, ...]:
-        return (self.a_config, self.a_layer, self.index, self.b_config, self.b_layer)
+        return (self.a_config, self.a_layer, self.index, self.b_config, self.b_layer, self.untyped_index)
 
     @property
     def of_type_a(self) -> tuple[Manifest, ...]:
@@ -271,8 +283,16 @@ class Referrers:
 
     @property
     def manifests(self) -> tuple[Manifest, ...]:
-        """Every artifact, the index first: it refers to two of the others."""
-        return (self.index, self.a_config, self.a_layer, self.b_config, self.b_layer, self.c)
+        """Every artifact, the indexes first: each refers to two of the others."""
+        return (
+            self.index,
+            self.untyped_index,
+            self.a_config,
+            self.a_layer,
+            self.b_config,
+            self.b_layer,
+            self.c,
+        )
 
 
 def _referrers(run_id: str, rng: random.Random, subject: Manifest, missing_subject: Manifest) -> Referrers:
@@ -322,6 +342,9 @@ def _referrers(run_id: str, rng: random.Random, subject: Manifest, missing_subje
         subject=subject,
         annotations=note("b-layer"),
     )
+    untyped_index = image_index(
+        [b_config, b_layer], name="untyped-index", subject=subject, annotations=note("untyped-index")
+    )
     c = image_manifest(
         EMPTY_JSON,
         [blob_b],
@@ -330,7 +353,19 @@ def _referrers(run_id: str, rng: random.Random, subject: Manifest, missing_subje
         subject=missing_subject,
         annotations=note("c"),
     )
-    return Referrers(subject, missing_subject, blob_a, blob_b, a_config, a_layer, index, b_config, b_layer, c)
+    return Referrers(
+        subject,
+        missing_subject,
+        blob_a,
+        blob_b,
+        a_config,
+        a_layer,
+        index,
+        b_config,
+        b_layer,
+        untyped_index,
+        c,
+    )
 
 
 @dataclass(frozen=True)
@@ -366,6 +401,72 @@ def _docker_image(run_id: str, layer: Blob, diff_id: str) -> DockerImage:
 
 
 @dataclass(frozen=True)
+class Sha512Image:
+    """An image and an index over it, every digest sha512: pushed by digest only."""
+
+    config: Blob
+    layer: Blob
+    manifest: Manifest
+    index: Manifest
+
+    @property
+    def blobs(self) -> tuple[Blob, Blob]:
+        return (self.config, self.layer)
+
+
+def _sha512_image(run_id: str, layer: Blob, diff_id: str) -> Sha512Image:
+    config = dataclasses.replace(_config(run_id, 512, diff_id), algorithm="sha512")
+    layer512 = dataclasses.replace(layer, algorithm="sha512")
+    manifest = image_manifest(config, [layer512], name="sha512", algorithm="sha512")
+    index = image_index([manifest], name="sha512-index", algorithm="sha512")
+    return Sha512Image(config, layer512, manifest, index)
+
+
+#: What ``oras push`` gives a pack archive's config and its single layer (Palette's OCI pack registries).
+ORAS_CONFIG = "application/vnd.unknown.config.v1+json"
+ORAS_LAYER = "application/vnd.oci.image.layer.v1.tar"
+TITLE = "org.opencontainers.image.title"
+
+
+@dataclass(frozen=True)
+class PackArchive:
+    """A pack as Palette pushes it to an OCI registry: ``spectro-packs/archive/<name>:<version>``."""
+
+    name: str
+    version: str
+    config: Blob
+    archive: Blob
+    manifest: Manifest
+
+    @property
+    def repository(self) -> str:
+        return f"spectro-packs/archive/{self.name}"
+
+
+def _pack_archive(run_id: str) -> PackArchive:
+    name, version = f"pax-conformance-{run_id}", "1.0.0"
+    files = {
+        "pack.json": _json({"name": name, "version": version, "layer": "addon", "addonType": "system app"}),
+        "values.yaml": b"pack:\n  namespace: pax-conformance\n",
+    }
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for file_name, payload in files.items():
+            info = tarfile.TarInfo(f"{name}/{file_name}")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    config = Blob(b"{}", ORAS_CONFIG)
+    layer = Blob(gzip.compress(tar_bytes.getvalue(), mtime=0), ORAS_LAYER)
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor(annotations={TITLE: f"{name}-{version}.tar.gz"})],
+    }
+    return PackArchive(name, version, config, layer, Manifest(_json(document), OCI_MANIFEST, "pack-archive"))
+
+
+@dataclass(frozen=True)
 class RunData:
     """Everything one run pushes. Build it with :meth:`generate`."""
 
@@ -387,6 +488,12 @@ class RunData:
     docker: DockerImage
     #: The pack logo served with ``?type=image/png``.
     logo: Blob
+    #: Range requests: 2048 bytes.
+    ranged: Blob
+    #: No bytes at all.
+    zero: Blob
+    sha512: Sha512Image
+    pack_archive: PackArchive
 
     @classmethod
     def generate(cls, run_id: str | None = None) -> RunData:
@@ -410,6 +517,10 @@ class RunData:
             referrers=_referrers(run_id, rng, manifests[4], manifests[3]),
             docker=_docker_image(run_id, layer, diff_id),
             logo=Blob(png((rng.randrange(256), rng.randrange(256), rng.randrange(256)), run_id), "image/png"),
+            ranged=Blob(rng.randbytes(2048)),
+            zero=Blob(b""),
+            sha512=_sha512_image(run_id, layer, diff_id),
+            pack_archive=_pack_archive(run_id),
         )
 
     def chunks(self, min_length: int = 0) -> tuple[Blob, bytes, bytes]:
@@ -423,3 +534,17 @@ class RunData:
             return self.blob_b, content[:22], content[22:]
         content = random.Random(f"{self.run_id}-chunks").randbytes(2 * min_length)
         return Blob(content), content[:min_length], content[min_length:]
+
+    def blob(self, label: str, size: int, algorithm: str = "sha256") -> Blob:
+        """Random bytes of ``size``, the same for one label within a run and new in every run."""
+        return Blob(random.Random(f"{self.run_id}-{label}").randbytes(size), algorithm=algorithm)
+
+    def three_chunks(self, label: str, min_length: int) -> tuple[Blob, tuple[bytes, bytes, bytes]]:
+        """A blob of three chunks: two of the chunk size, the last five bytes shorter.
+
+        The chunk size is ``OCI-Chunk-Min-Length`` when the registry sets one, and at least 1 KiB.
+        """
+        size = max(1024, min_length)
+        blob = self.blob(label, 3 * size - 5)
+        content = blob.content
+        return blob, (content[:size], content[size : 2 * size], content[2 * size :])
