@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -11,7 +12,7 @@ nox.options.sessions = ["lint", "tests", "conformance_emulator", "conformance_di
 nox.options.reuse_existing_virtualenvs = True
 
 #: Debian packages the real-component tests drive: the reference registry, real clients, an ACME
-#: server, Redis and load tools.
+#: server, Redis, load tools, and a browser that renders the suite's HTML reports.
 DEBIAN_PEERS = {
     "docker-registry": "docker-registry",
     "htpasswd": "apache2-utils",
@@ -23,6 +24,7 @@ DEBIAN_PEERS = {
     "hey": "hey",
     "curl": "curl",
     "openssl": "openssl",
+    "chromium": "chromium",
 }
 
 
@@ -91,12 +93,33 @@ def conformance_emulator(session: nox.Session) -> None:
 
 @nox.session
 def conformance_distribution(session: nox.Session) -> None:
-    """The conformance suite against Debian's docker-registry 2.8.2."""
+    """The conformance suite against Debian's docker-registry 2.8.2, then each run's group table and
+    failures, and a page with the runs side by side."""
     install_peers(session)
     install_project(session, "test")
-    session.run(
-        "pytest", "-n", "2", "tests/test_conformance_targets.py", "-k", "distribution", *session.posargs
-    )
+    # Every run of the suite writes a JSON report here (conformance.runner.REPORT_DIR).
+    reports = Path(session.create_tmp(), "conformance-reports").resolve()
+    shutil.rmtree(reports, ignore_errors=True)
+    reports.mkdir(parents=True)
+    try:
+        session.run(
+            "pytest",
+            "-n",
+            "2",
+            "tests/test_conformance_targets.py",
+            "-k",
+            "distribution",
+            *session.posargs,
+            env={"PAX_CONFORMANCE_REPORT_DIR": str(reports)},
+        )
+    finally:
+        # The tables matter most when the wrapper tests failed, so they are printed in any case.
+        found = [str(path) for path in sorted(reports.glob("*.json"), key=lambda path: path.stat().st_mtime)]
+        if found:
+            session.run("python", "-m", "conformance.report", "summary", *found)
+            page = str(reports / "index.html")
+            session.run("python", "-m", "conformance.report", "compare", *found, "--html", page, silent=True)
+            session.log(f"conformance reports: {page}")
 
 
 @nox.session

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import typing as t
 
 import pytest
@@ -11,10 +12,14 @@ import requests
 
 from conformance.client import Registry
 from conformance.client import location
+from conformance.configreader import load_raw
 from conformance.data import RunData
+from conformance.plugin import PREFLIGHT
+from conformance.plugin import PREFLIGHT_STATUS
 from conformance.plugin import RECORDER_KEY
 from conformance.plugin import SETTINGS_KEY
 from conformance.plugin import Settings
+from conformance.preflight import problem
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +53,12 @@ def registry(registry_url: str, pax_settings: Settings, pytestconfig: pytest.Con
         client_cert=pax_settings.client_cert,
         client_key=pax_settings.client_key,
     )
+    if not pax_settings.url:
+        # The preflight of a URL ran before the session; an emulator started here is looked at now.
+        found = problem(pax_settings, registry_url)
+        if found:
+            client.close()
+            pytest.exit(f"{PREFLIGHT}: {found}", returncode=PREFLIGHT_STATUS)
     pytestconfig.stash[RECORDER_KEY] = client
     yield client
     client.close()
@@ -58,11 +69,9 @@ def registry_config(pax_settings: Settings) -> dict[str, t.Any] | None:
     """The registry's effective configuration (``REGISTRY_*`` overrides applied), if one was given."""
     if not pax_settings.config_path:
         return None
-    # Parsing the configuration exactly as the server does is the emulator's job; reuse it. An emulator
-    # started here reads no REGISTRY_* variables, a server elsewhere is assumed to share ours.
-    emulator_config = importlib.import_module("emulator.config")
-    environ: dict[str, str] | None = None if pax_settings.url else {}
-    return t.cast(dict[str, t.Any], emulator_config.load(pax_settings.config_path, environ=environ).raw)
+    # The suite's own reader, so that a mistake of the emulator's is caught rather than mirrored. An
+    # emulator started here reads no REGISTRY_* variables, a server elsewhere is assumed to share ours.
+    return load_raw(pax_settings.config_path, os.environ if pax_settings.url else {})
 
 
 @pytest.fixture(scope="session")

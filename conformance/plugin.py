@@ -1,10 +1,18 @@
-"""pytest plugin of the conformance suite: options, markers, header, failure reports and the summary.
+"""pytest plugin of the conformance suite: options, markers, header, preflight, failure reports, the
+summary table and the report files.
 
 Loaded through the ``pytest11`` entry point ``pax_conformance`` by every pytest run in an environment where
-the project is installed, so it must cost nothing: it imports only pytest and the standard library, and
-stays quiet unless conformance tests run. Run the suite with::
+the project is installed, so it must cost nothing: it imports only pytest, the standard library and the
+suite's stdlib-only ``render`` and ``report`` modules, and stays quiet unless conformance tests run. Run the
+suite with::
 
-    pytest --pyargs conformance --pax-registry-url https://registry.example:5000
+    pytest --pyargs conformance --pax-registry-url https://registry.example:5000 \
+        --pax-registry-profile docker --pax-report-html report.html --pax-report-json report.json
+
+Before any check, a preflight (:mod:`conformance.preflight`) makes sure the suite can reach, trust and log
+in to the registry; if not, the run ends with one message and exit status 2. Reports work under
+pytest-xdist: the controller writes them from the workers' reports. ``--pax-report-compare A.json B.json
+--pax-report-html both.html`` runs nothing and writes the runs side by side.
 
 Without a URL the suite starts the emulator in process. Where the project is not installed, load the plugin
 with ``-p conformance.plugin`` instead; never both, pytest refuses to register one plugin twice.
@@ -13,13 +21,21 @@ with ``-p conformance.plugin`` instead; never both, pytest refuses to register o
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import secrets
+import sys
 import time
 import typing as t
 from pathlib import Path
 
 import pytest
+
+from conformance.render import printable
+from conformance.report import DETAILS_LIMIT
+from conformance.report import Check
+from conformance.report import Run
+from conformance.report import table_lines
 
 if t.TYPE_CHECKING:
     from _pytest.terminal import TerminalReporter
@@ -34,6 +50,18 @@ CLIENT_KEY_OPTION = "--pax-registry-client-key"
 CONFIG_OPTION = "--pax-registry-config"
 NAMESPACE_OPTION = "--pax-namespace"
 CROSSMOUNT_OPTION = "--pax-crossmount-namespace"
+PROFILE_OPTION = "--pax-registry-profile"
+REPORT_JSON_OPTION = "--pax-report-json"
+REPORT_HTML_OPTION = "--pax-report-html"
+REPORT_COMPARE_OPTION = "--pax-report-compare"
+REPORT_NAME_OPTION = "--pax-report-name"
+
+#: What a registry must offer beyond the OCI distribution spec, by profile.
+PROFILES: dict[str, str] = {
+    "oci": "OCI distribution-spec 1.1",
+    "docker": "OCI, and the Docker Registry v2 behaviours Docker clients rely on (catalog, ETags, lists...)",
+    "pack": "OCI, and the pack registry surface (/health, /v1/, pushes under spectro-packs/archive/)",
+}
 
 #: Groups of checks, each a marker; the first four are the OCI suite's workflows.
 GROUPS: dict[str, str] = {
@@ -83,6 +111,7 @@ class Settings:
     namespace: str
     crossmount_namespace: str
     disabled: dict[str, str]
+    profile: str = "oci"
 
     @property
     def target(self) -> str:
@@ -92,6 +121,7 @@ class Settings:
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 _STARTED_KEY = pytest.StashKey[int]()
+_ORDER_KEY = pytest.StashKey[int]()
 
 
 def _env(*names: str) -> str | None:
@@ -163,6 +193,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="configuration the registry runs with; enables the 'config' checks (env PAX_REGISTRY_CONFIG)",
     )
     group.addoption(
+        PROFILE_OPTION,
+        dest="pax_registry_profile",
+        default=_env("PAX_REGISTRY_PROFILE") or "oci",
+        choices=sorted(PROFILES),
+        help="what the registry must offer beyond OCI: oci (nothing), docker (catalog, ETags, manifest "
+        "lists), pack (/health, /v1/) (env PAX_REGISTRY_PROFILE; default oci)",
+    )
+    group.addoption(
         NAMESPACE_OPTION,
         dest="pax_namespace",
         default=_env("PAX_NAMESPACE"),
@@ -176,6 +214,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="REPO",
         help="target repository of mount checks (env OCI_CROSSMOUNT_NAMESPACE); default <prefix>/crossmount",
     )
+    group.addoption(
+        REPORT_JSON_OPTION,
+        dest="pax_report_json",
+        default=None,
+        metavar="PATH",
+        help="write every check's verdict, spec section and failing HTTP exchange as JSON",
+    )
+    group.addoption(
+        REPORT_HTML_OPTION,
+        dest="pax_report_html",
+        default=None,
+        metavar="PATH",
+        help="write the same as one self-contained HTML page (with --pax-report-compare: the comparison)",
+    )
+    group.addoption(
+        REPORT_NAME_OPTION,
+        dest="pax_report_name",
+        default=None,
+        metavar="NAME",
+        help="the run's name in reports and comparisons; default the registry URL",
+    )
+    group.addoption(
+        REPORT_COMPARE_OPTION,
+        dest="pax_report_compare",
+        nargs="+",
+        default=None,
+        metavar="REPORT.json",
+        help="run no checks: write --pax-report-html as a side-by-side view of these JSON reports",
+    )
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -183,6 +250,11 @@ def _settings(config: pytest.Config) -> Settings:
     namespace = option.pax_namespace or _env("OCI_NAMESPACE") or f"conformance/{secrets.token_hex(4)}"
     namespace = namespace.strip("/")
     switches = {group: os.environ.get(name) for group, name in WORKFLOW_SWITCHES.items()}
+    if option.pax_registry_profile not in PROFILES:
+        # argparse checks choices on the command line only, not on a default from the environment.
+        raise pytest.UsageError(
+            f"{PROFILE_OPTION}={option.pax_registry_profile}: choose one of {', '.join(PROFILES)}"
+        )
     disabled: dict[str, str] = {}
     # As in the OCI suite, the switches select workflows; a run that sets none of them runs all.
     if any(value is not None for value in switches.values()):
@@ -202,6 +274,7 @@ def _settings(config: pytest.Config) -> Settings:
         or _env("OCI_CROSSMOUNT_NAMESPACE")
         or f"{namespace}/crossmount",
         disabled=disabled,
+        profile=option.pax_registry_profile,
     )
 
 
@@ -209,6 +282,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in GROUPS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     config.addinivalue_line("markers", f"{SUITE_MARKER}: a check of the registry conformance suite")
+    config.addinivalue_line("markers", "spec(section): the spec section a check enforces, for the reports")
     config.stash[SETTINGS_KEY] = _settings(config)
     config.pluginmanager.register(_Tally(config), _TALLY_NAME)
 
@@ -229,7 +303,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not _selects_suite(config):
         return None
     settings = config.stash[SETTINGS_KEY]
-    lines = [f"pax conformance target: {settings.target}", f"pax conformance namespace: {settings.namespace}"]
+    lines = [
+        f"pax conformance target: {settings.target}",
+        f"pax conformance profile: {settings.profile} ({PROFILES[settings.profile]})",
+        f"pax conformance namespace: {settings.namespace}",
+    ]
     if settings.config_path:
         lines.append(f"pax conformance registry config: {settings.config_path}")
     if settings.disabled:
@@ -262,6 +340,66 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     others = [item for item in items if not _is_suite_item(item)]
     suite.sort(key=lambda item: order[_group_of(item)])
     items[:] = others[:first] + suite + others[first:]
+    # Reports list the checks in this order, also when pytest-xdist runs them in another.
+    for index, item in enumerate(suite):
+        item.stash[_ORDER_KEY] = index
+
+
+#: How preflight messages start.
+PREFLIGHT = "pax conformance preflight"
+#: The exit status of a run the preflight stopped: 2, as command-line tools answer a usage error.
+PREFLIGHT_STATUS = 2
+
+# Options that make pytest show something instead of running tests: no registry is needed for them.
+_INFORMATION_OPTIONS = ("help", "version", "markers", "showfixtures", "show_fixtures_per_test", "cacheshow")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Runs before pytest starts the session: the comparison page, or the preflight."""
+    if config.option.pax_report_compare:
+        return _compare(config)
+    return _preflight(config)
+
+
+def _compare(config: pytest.Config) -> int:
+    """``--pax-report-compare``: write the side-by-side page and run nothing."""
+    from conformance import report
+
+    if not config.option.pax_report_html:
+        raise pytest.UsageError(
+            f"{REPORT_COMPARE_OPTION} writes a page: give its path with {REPORT_HTML_OPTION}"
+        )
+    try:
+        page = report.comparison_page([report.load(source) for source in config.option.pax_report_compare])
+    except report.ReportError as error:
+        raise pytest.UsageError(f"{REPORT_COMPARE_OPTION}: {error}") from None
+    path = report.write_html(page, config.option.pax_report_html)
+    print(f"pax conformance: {len(config.option.pax_report_compare)} runs side by side in {path}")
+    return 0
+
+
+def _preflight(config: pytest.Config) -> int | None:
+    """A registry the suite cannot reach, trust or log in to ends the run here, with one message.
+
+    Here, before pytest prints its header or pytest-xdist starts workers, returning a status ends the run
+    with nothing printed but the message. An emulator started in process is looked at by the ``registry``
+    fixture instead, once it runs; the configuration file is read here in both cases.
+    """
+    option = config.option
+    if hasattr(config, "workerinput") or option.collectonly or not _selects_suite(config):
+        return None
+    if any(getattr(option, name, False) for name in _INFORMATION_OPTIONS):
+        return None
+    from conformance.preflight import config_problem
+    from conformance.preflight import problem
+
+    settings = _settings(config)
+    found = config_problem(settings) or (problem(settings) if settings.url else None)
+    if not found:
+        return None
+    print(f"ERROR: {PREFLIGHT}: {found}", file=sys.stderr)
+    return PREFLIGHT_STATUS
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -280,20 +418,54 @@ def _frame_values(call: pytest.CallInfo[None]) -> list[object]:
     return values
 
 
+def spec_of(item: pytest.Item) -> str:
+    """The rule a check enforces: its ``spec`` marker, else the first paragraph of its docstring."""
+    marker = item.get_closest_marker("spec")
+    if marker is not None and marker.args:
+        return " ".join(str(arg) for arg in marker.args)
+    doc = getattr(getattr(item, "obj", None), "__doc__", None) or ""
+    return " ".join(doc.strip().split("\n\n", 1)[0].split())
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> t.Generator[None, t.Any, t.Any]:
     report = yield
-    if report.failed and _is_suite_item(item):
+    if not _is_suite_item(item):
+        return report
+    # Extra attributes of a report travel with it to the pytest-xdist controller, where reports are written.
+    report.pax_spec = spec_of(item)
+    report.pax_order = item.stash.get(_ORDER_KEY, 0)
+    if report.failed:
         recorder = item.config.stash.get(RECORDER_KEY, None)
         if recorder is not None:
-            text = recorder.explain(_frame_values(call), item.stash.get(_STARTED_KEY, 0))
+            text = printable(recorder.explain(_frame_values(call), item.stash.get(_STARTED_KEY, 0)))
             if text:
-                report.sections.append(("pax conformance: HTTP exchange", text))
+                report.sections.append((EXCHANGE_SECTION, text))
                 # junitxml writes the properties of the teardown report, which copies the item's.
                 item.user_properties.append(("http_exchange", text))
+    _make_printable(report)
     return report
+
+
+def _make_printable(report: pytest.TestReport) -> None:
+    """Escape the control bytes a registry put in what a report shows (a message quoting a body, say)."""
+    report.sections = [(heading, printable(content)) for heading, content in report.sections]
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        path, line, reason = longrepr
+        report.longrepr = (path, line, printable(reason))
+    elif longrepr is not None:
+        text = str(longrepr)
+        # Rare (the registry has to send control bytes and a check has to quote them): the report becomes
+        # plain text, losing only its colours.
+        if printable(text) != text:
+            report.longrepr = printable(text)
+
+
+#: The heading of the HTTP exchange in a failure report.
+EXCHANGE_SECTION = "pax conformance: HTTP exchange"
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -313,47 +485,96 @@ def _outcome(report: pytest.TestReport, previous: str) -> tuple[str, str]:
     return previous, ""
 
 
-def summarize(outcomes: t.Mapping[str, tuple[str, str, str]]) -> list[str]:
-    """The table printed at the end: one line per group, then the features the registry lacks."""
-    columns = ("passed", "failed", "unsupported", "skipped")
-    counts: dict[str, dict[str, int]] = {}
-    for group, outcome, _ in outcomes.values():
-        row = counts.setdefault(group, dict.fromkeys(columns, 0))
-        if outcome in row:
-            row[outcome] += 1
-    order = [name for name in [*GROUPS, "other"] if name in counts]
-    totals = {column: sum(counts[name][column] for name in order) for column in columns}
-    lines = [f"{'group':<12}" + "".join(f"{column:>12}" for column in columns)]
-    for name, row in [*((name, counts[name]) for name in order), ("total", totals)]:
-        lines.append(f"{name:<12}" + "".join(f"{row[column]:>12}" for column in columns))
-    reasons = sorted({reason for _, outcome, reason in outcomes.values() if outcome == "unsupported"})
-    if reasons:
-        lines += ["", *reasons]
-    return lines
+def check_id(nodeid: str) -> str:
+    """``test_pull::Class::test[param]`` for a node id, wherever the suite is installed."""
+    path, _, rest = nodeid.partition("::")
+    return f"{Path(path).stem}::{rest}" if rest else Path(path).stem
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return printable(str(crash.message))
+    lines = report.longreprtext.strip().splitlines()
+    # pytest marks the lines of the error itself with "E".
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return printable("\n".join(errors) or (lines[-1] if lines else report.when or ""))
 
 
 class _Tally:
-    """Counts outcomes per group; registered as a plugin object because report hooks get no config."""
+    """Collects every check's verdict; a plugin object, because report hooks get no config.
+
+    Under pytest-xdist the controller's instance sees every worker's reports and writes the reports;
+    the workers' instances stay quiet.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        #: node id -> (group, outcome, skip reason)
-        self.outcomes: dict[str, tuple[str, str, str]] = {}
+        self.checks: dict[str, Check] = {}
+        self.order: dict[str, int] = {}
+        self.started = time.time()
+        self.written: list[Path] = []
+
+    def pytest_sessionstart(self) -> None:
+        self.started = time.time()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if SUITE_MARKER not in report.keywords:
             return
-        group = next((name for name in GROUPS if name in report.keywords), "other")
-        _, previous, previous_reason = self.outcomes.get(report.nodeid, (group, "", ""))
-        outcome, reason = _outcome(report, previous)
-        self.outcomes[report.nodeid] = (group, outcome, reason or previous_reason)
+        check = self.checks.get(report.nodeid)
+        if check is None:
+            group = next((name for name in GROUPS if name in report.keywords), "other")
+            check = self.checks[report.nodeid] = Check(check_id(report.nodeid), group, "")
+        self.order[report.nodeid] = getattr(report, "pax_order", len(self.order))
+        check.spec = check.spec or getattr(report, "pax_spec", "")
+        first_failure = report.failed and check.outcome != "failed"
+        check.outcome, reason = _outcome(report, check.outcome)
+        check.reason = check.reason or reason
+        check.duration = round(check.duration + report.duration, 4)
+        if first_failure:
+            check.message = _failure_message(report)
+            check.details = printable(report.longreprtext)[:DETAILS_LIMIT]
+            check.exchange = dict(report.sections).get(EXCHANGE_SECTION, "")
+
+    def run(self, exitstatus: int | None = None) -> Run:
+        settings = self.config.stash[SETTINGS_KEY]
+        groups = [*GROUPS, "other"]
+        ordered = sorted(
+            self.checks.items(), key=lambda item: (groups.index(item[1].group), self.order.get(item[0], 0))
+        )
+        checks = [check for _, check in ordered]
+        return Run(
+            name=self.config.option.pax_report_name or settings.target,
+            target=settings.target,
+            profile=settings.profile,
+            namespace=settings.namespace,
+            started=datetime.datetime.fromtimestamp(self.started, datetime.UTC).isoformat(timespec="seconds"),
+            duration=round(time.time() - self.started, 3),
+            groups=dict(GROUPS),
+            checks=checks,
+            exitstatus=exitstatus,
+        )
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        option = self.config.option
+        if hasattr(self.config, "workerinput") or not (option.pax_report_json or option.pax_report_html):
+            return
+        from conformance import report
+
+        run = self.run(int(exitstatus))
+        if option.pax_report_json:
+            self.written.append(report.write_json(run, option.pax_report_json))
+        if option.pax_report_html:
+            self.written.append(report.write_html(report.run_page(run), option.pax_report_html))
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
-        if not self.outcomes:
+        if not self.checks:
             return
         terminalreporter.write_sep("=", f"pax conformance: {self.config.stash[SETTINGS_KEY].target}")
-        for line in summarize(self.outcomes):
+        for line in table_lines(self.run()):
             terminalreporter.write_line(line)
+        for path in self.written:
+            terminalreporter.write_line(f"report: {path}")
 
 
 _TALLY_NAME = "pax-conformance-tally"

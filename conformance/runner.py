@@ -8,13 +8,19 @@ code::
 
 Checks are named ``<module>::<Class>::<test>[<param>]`` without the ``.py``, e.g.
 ``test_pull::TestErrorCodes::test_400_response_body_should_contain_oci_conforming_json_message``.
+
+With ``PAX_CONFORMANCE_REPORT_DIR`` set (:data:`REPORT_DIR`), every run also writes a JSON report there,
+named after the test that made it; ``nox -s conformance_distribution`` prints them. A run the preflight
+stops (exit status 2) writes no JUnit report, and :func:`run` raises with its message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import itertools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,9 +31,13 @@ from pathlib import Path
 
 from conformance.plugin import UNSUPPORTED
 
-__all__ = ["SuiteResult", "run"]
+__all__ = ["REPORT_DIR", "SuiteResult", "child_environ", "pytest_command", "run"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: A directory named by this variable (in the environment of the caller of :func:`run`) gets a JSON report
+#: of every run, for CI to show (``python -m conformance.report summary DIR/*.json``).
+REPORT_DIR = "PAX_CONFORMANCE_REPORT_DIR"
 
 # Variables that would silently change what the child tests or how the registry reads its config.
 _INHERITED_PREFIXES = ("PAX_", "OCI_", "REGISTRY_", "PYTEST_ADDOPTS")
@@ -72,12 +82,39 @@ def _plugin_installed() -> bool:
     )
 
 
-def _environ(env: t.Mapping[str, str] | None) -> dict[str, str]:
+def pytest_command(args: t.Sequence[str] = ()) -> list[str]:
+    """``python -m pytest`` with the suite's plugin loaded once, whether or not the project is installed."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    if not _plugin_installed():
+        command += ["-p", "conformance.plugin"]
+    return command + list(args)
+
+
+def child_environ(env: t.Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child run: ours without the variables that would change what it tests."""
     result = {key: value for key, value in os.environ.items() if not key.startswith(_INHERITED_PREFIXES)}
     # The checkout (or site-packages) holding the suite comes first, installed or not.
     result["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_DIR.parent), result.get("PYTHONPATH")]))
     result.update(env or {})
     return result
+
+
+def _report_args() -> list[str]:
+    """With :data:`REPORT_DIR` set, a JSON report per run, named after the test that ran it."""
+    directory = os.environ.get(REPORT_DIR)
+    if not directory:
+        return []
+    # "tests/test_x.py::test_tls[distribution-tls] (call)" -> "test_tls[distribution-tls]"
+    current = os.environ.get("PYTEST_CURRENT_TEST", "run").rsplit(" ", 1)[0]
+    label = current.rsplit("::", 1)[-1]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "run"
+    # The child runs elsewhere: a relative directory is relative to us.
+    path = Path(directory).resolve() / f"{stem}.json"
+    for number in itertools.count(2):
+        if not path.exists():
+            break
+        path = path.with_name(f"{stem}-{number}.json")
+    return [f"--pax-report-json={path}", f"--pax-report-name={label}"]
 
 
 def _name(testcase: ET.Element) -> str:
@@ -126,9 +163,8 @@ def run(
     """
     with tempfile.TemporaryDirectory(prefix="pax-conformance-") as workdir:
         report = Path(workdir, "junit.xml")
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
-        if not _plugin_installed():
-            command += ["-p", "conformance.plugin"]
+        command = pytest_command(["-q", f"--junitxml={report}"])
+        command += _report_args()
         if url:
             command.append(f"--pax-registry-url={url}")
         command += [str(PACKAGE_DIR / item) for item in select] or ["--pyargs", "conformance"]
@@ -137,7 +173,7 @@ def run(
         completed = subprocess.run(
             command,
             cwd=workdir,
-            env=_environ(env),
+            env=child_environ(env),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
