@@ -118,6 +118,7 @@ def configured(
 # -- http.headers -------------------------------------------------------------------------------------
 
 
+@pytest.mark.spec("distribution configuration §http.headers")
 @pytest.mark.parametrize("probe", ["success", "error", "unauthorized"])
 def test_configured_headers_are_on_every_response(configured: Configured, probe: str) -> None:
     expected = configured.expected.headers
@@ -159,11 +160,13 @@ def _assert_challenge(response: requests.Response, realm: str) -> None:
         assert error_codes(response)[:1] == ["UNAUTHORIZED"]
 
 
+@pytest.mark.spec("distribution configuration §auth.htpasswd; Docker Registry HTTP API v2 §Authentication")
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_htpasswd_challenges_requests_without_credentials(configured: Configured, route: str) -> None:
     _assert_challenge(configured.send(route, None), _require_htpasswd(configured).realm)
 
 
+@pytest.mark.spec("distribution configuration §auth.htpasswd; Docker Registry HTTP API v2 §Authentication")
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_htpasswd_challenges_requests_with_a_wrong_password(configured: Configured, route: str) -> None:
     realm = _require_htpasswd(configured).realm
@@ -171,6 +174,7 @@ def test_htpasswd_challenges_requests_with_a_wrong_password(configured: Configur
     _assert_challenge(configured.send(route, (user, password + "-wrong")), realm)
 
 
+@pytest.mark.spec("distribution configuration §auth.htpasswd")
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_htpasswd_admits_the_right_credentials(configured: Configured, route: str) -> None:
     _require_htpasswd(configured)
@@ -228,6 +232,7 @@ def _require_tls(configured: Configured) -> TLS:
     return tls
 
 
+@pytest.mark.spec("distribution configuration §http.tls.minimumtls")
 def test_tls_versions_below_the_minimum_are_refused(configured: Configured) -> None:
     minimum = _require_tls(configured).minimum
     names = list(TLS_VERSIONS)
@@ -242,6 +247,7 @@ def test_tls_versions_below_the_minimum_are_refused(configured: Configured) -> N
         assert reason is not None, f"{version.name} was accepted although http.tls.minimumtls is {minimum}"
 
 
+@pytest.mark.spec("distribution configuration §http.tls.minimumtls")
 def test_tls_minimum_version_is_accepted(configured: Configured) -> None:
     tls = _require_tls(configured)
     if tls.clientcas:
@@ -249,6 +255,7 @@ def test_tls_minimum_version_is_accepted(configured: Configured) -> None:
     assert _handshake(_address(configured), TLS_VERSIONS[tls.minimum]) is None
 
 
+@pytest.mark.spec("distribution configuration §http.tls.clientcas")
 def test_handshake_without_client_certificate_is_refused(configured: Configured) -> None:
     if not _require_tls(configured).clientcas:
         not_applicable("the configuration sets no http.tls.clientcas")
@@ -259,6 +266,7 @@ def test_handshake_without_client_certificate_is_refused(configured: Configured)
 # -- storage.delete -----------------------------------------------------------------------------------
 
 
+@pytest.mark.spec("distribution configuration §storage.delete; distribution-spec 1.1 §Content Management")
 @pytest.mark.parametrize("kind", ["manifest", "blob"])
 def test_deletes_follow_storage_delete_enabled(configured: Configured, kind: str) -> None:
     digest = configured.data.manifests[0].digest if kind == "manifest" else configured.data.configs[0].digest

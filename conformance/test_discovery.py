@@ -141,6 +141,7 @@ def _by_digest(descriptors: t.Iterable[dict[str, t.Any]]) -> list[dict[str, t.An
     return sorted(descriptors, key=lambda d: str(d.get("digest")))
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing Manifests with Subject")
 class TestSetup:
     def test_populate_registry_with_test_blob(self, discovery: Discovery) -> None:
         response = discovery.config
@@ -171,6 +172,7 @@ class TestSetup:
             assert response.headers.get("OCI-Subject") == subject["digest"], f"OCI-Subject of {manifest.name}"
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Listing Tags")
 class TestListingTags:
     def test_get_request_to_list_tags_should_yield_200_response_and_be_in_sorted_order(
         self, discovery: Discovery
@@ -209,6 +211,7 @@ class TestListingTags:
         assert len(page) == min(n, len(following)) or "Link" in response.headers
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Listing Referrers")
 class TestListingReferences:
     def test_get_request_to_nonexistent_blob_should_result_in_empty_200_response(
         self, discovery: Discovery
@@ -265,6 +268,9 @@ def _delete_blob(discovery: Discovery, digest: str) -> None:
     assert response.status_code in (202, 404)
 
 
+@pytest.mark.spec(
+    "distribution-spec 1.1 §Deleting Manifests, §Deleting Blobs (the discovery workflow's teardown)"
+)
 class TestTeardown:
     def test_delete_created_manifest_and_associated_tags(self, discovery: Discovery) -> None:
         after(discovery.references)

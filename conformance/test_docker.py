@@ -134,6 +134,7 @@ def assert_api_version(response: requests.Response, profile: str) -> None:
     assert response.headers.get("Docker-Distribution-API-Version") == API_VERSION
 
 
+@pytest.mark.spec("Docker Registry HTTP API v2 §API Version Check")
 class TestApiVersion:
     def test_base_answers_200_with_api_version_header(self, docker: Docker) -> None:
         response = docker.registry.get("/v2/")
@@ -146,6 +147,7 @@ class TestApiVersion:
         assert_api_version(response, docker.profile)
 
 
+@pytest.mark.spec("Docker Registry HTTP API v2 §Errors")
 class TestErrorBodies:
     def test_unknown_blob_is_blob_unknown(self, docker: Docker) -> None:
         response = docker.registry.get(docker.blob_url(DUMMY_DIGEST))
@@ -159,6 +161,7 @@ class TestErrorBodies:
         assert_error_code(response, "MANIFEST_UNKNOWN", docker.profile)
 
 
+@pytest.mark.spec("Docker Registry HTTP API v2 §Listing Repositories (pagination)")
 class TestCatalog:
     def test_catalog_lists_repositories(self, docker: Docker) -> None:
         response = docker.catalog(n="2", last=docker.catalog_prefix)
@@ -190,6 +193,7 @@ def _etag(response: requests.Response, profile: str) -> str:
     return response.headers["ETag"]
 
 
+@pytest.mark.spec("Docker Registry HTTP API v2 §Pulling an Image Manifest (ETag); RFC 9110 §13.1.2")
 class TestConditionalRequests:
     @pytest.mark.parametrize("by", ["tag", "digest"])
     def test_manifest_if_none_match_answers_304(self, docker: Docker, by: str) -> None:
@@ -209,6 +213,10 @@ class TestConditionalRequests:
         assert not response.content
 
 
+@pytest.mark.spec(
+    "Docker Registry HTTP API v2 §Pushing an Image Manifest, "
+    "§Existing Layers (Docker-Content-Digest, Content-Length)"
+)
 class TestHeaders:
     def test_manifest_put_returns_docker_content_digest(self, docker: Docker) -> None:
         response = docker.oci
@@ -244,6 +252,10 @@ class TestHeaders:
         assert_digest_header(response, blob.content, docker.profile, exactly=blob.digest)
 
 
+@pytest.mark.spec(
+    "Docker Registry HTTP API v2 §Pulling an Image Manifest (Accept); "
+    "distribution-spec 1.1 §Pulling manifests"
+)
 class TestAcceptNegotiation:
     @pytest.mark.parametrize("kind", ["oci", "docker"])
     def test_manifest_is_served_as_pushed(self, docker: Docker, kind: str) -> None:
@@ -284,6 +296,7 @@ class TestAcceptNegotiation:
         assert response.content == manifest_list.content
 
 
+@pytest.mark.spec("Docker Registry HTTP API v2 §Completed Upload (digest verification)")
 class TestDigestVerification:
     def test_blob_put_with_wrong_digest_is_rejected(self, docker: Docker) -> None:
         blob = Blob(b"pax-conformance wrong digest " + docker.data.run_id.encode())
@@ -321,6 +334,7 @@ class TestDigestVerification:
         assert "MANIFEST_BLOB_UNKNOWN" in error_codes(response)
 
 
+@pytest.mark.spec("Docker Registry HTTP API v2 §Canceling an Upload")
 class TestUploads:
     def test_cancelled_upload_is_unknown(self, docker: Docker) -> None:
         session = docker.registry.start_upload(docker.repo)

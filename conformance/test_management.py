@@ -95,6 +95,9 @@ def management(
     return Management(registry, f"{namespace}/management", run_data, cleanup, profile_of(pytestconfig))
 
 
+@pytest.mark.spec(
+    "distribution-spec 1.1 §Pushing blobs, §Pushing Manifests (the management workflow's setup)"
+)
 class TestSetup:
     def test_populate_registry_with_test_config_blob(self, management: Management) -> None:
         response = management.config_push
@@ -114,6 +117,7 @@ class TestSetup:
         assert TAG in tags_of(response)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Deleting tags, §Deleting Manifests")
 class TestManifestDelete:
     def test_delete_request_to_manifest_tag_should_return_202_unless_tag_deletion_is_disallowed(
         self, management: Management
@@ -154,6 +158,7 @@ class TestManifestDelete:
         assert sorted(after_delete) == sorted(set(before) - {TAG})
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Deleting Blobs")
 class TestBlobDelete:
     def test_delete_request_to_blob_url_should_yield_202_response(self, management: Management) -> None:
         for response in management.blob_deletes:

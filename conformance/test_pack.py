@@ -80,6 +80,7 @@ def pack(
     return Pack(registry, namespace, run_data, cleanup, profile_of(pytestconfig))
 
 
+@pytest.mark.spec("Palette pack registry docs (deploy-pack): GET /health")
 def test_health_answers_up(pack: Pack) -> None:
     response = pack.registry.get("/health")
     end_if_not_offered("pack-health", response, pack.profile)
@@ -87,11 +88,13 @@ def test_health_answers_up(pack: Pack) -> None:
     assert response.json() == {"status": "UP"}
 
 
+@pytest.mark.spec("Palette pack registry docs (adding a custom registry): the /v1/ API")
 def test_v1_base_answers_200(pack: Pack) -> None:
     pack.require_v1()
     assert pack.v1_base.status_code == 200
 
 
+@pytest.mark.spec("Palette pack registry docs (adding a custom registry): the /v1/ API")
 def test_v1_catalog_lists_repositories(pack: Pack) -> None:
     pack.require_v1()
     after(pack.content)
@@ -101,6 +104,7 @@ def test_v1_catalog_lists_repositories(pack: Pack) -> None:
     assert pack.repo in response.json()["repositories"]
 
 
+@pytest.mark.spec("Palette pack registry docs (adding a custom registry): /v1/<pack>/blobs/<digest>?type=")
 def test_v1_blob_is_served_with_the_requested_type(pack: Pack) -> None:
     pack.require_v1()
     after(pack.content)
@@ -111,6 +115,7 @@ def test_v1_blob_is_served_with_the_requested_type(pack: Pack) -> None:
     assert response.content == logo.content
 
 
+@pytest.mark.spec("Palette pack registry docs (OCI pack registries): spectro-packs/archive/")
 def test_pack_archive_is_pushed_and_pulled_under_spectro_packs_archive(pack: Pack) -> None:
     archive = pack.data.pack_archive
     for response in pack.archive_blobs:

@@ -129,6 +129,7 @@ def assert_manifest(pull: Pull, response: requests.Response, manifest: Manifest,
     assert_digest_header(response, manifest.content, pull.profile)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing blobs, §Pushing Manifests (the pull workflow's setup)")
 class TestSetup:
     @pytest.mark.parametrize("blob", ["config0", "config1"])
     def test_populate_registry_with_test_blob(self, pull: Pull, blob: str) -> None:
@@ -148,6 +149,7 @@ class TestSetup:
         not_applicable("the suite pushes its own content; it does not pull a tag named by OCI_TAG_NAME")
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pulling blobs, §Checking if content exists in the registry")
 class TestPullBlobs:
     def test_head_request_to_nonexistent_blob_should_result_in_404_response(self, pull: Pull) -> None:
         response = pull.get_blob("HEAD", DUMMY_DIGEST)
@@ -173,6 +175,7 @@ class TestPullBlobs:
         assert_digest_header(response, blob.content, pull.profile)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pulling manifests, §Checking if content exists in the registry")
 class TestPullManifests:
     def test_head_request_to_nonexistent_manifest_should_return_404(self, pull: Pull) -> None:
         response = pull.get_manifest("HEAD", INVALID_MANIFEST_NAME)
@@ -207,6 +210,7 @@ class TestPullManifests:
         assert_manifest(pull, response, pull.data.manifests[0], "GET")
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Error Codes")
 class TestErrorCodes:
     def test_400_response_body_should_contain_oci_conforming_json_message(self, pull: Pull) -> None:
         response = pull.get_manifest("GET", "sha256:totallywrong")
@@ -231,6 +235,7 @@ RANGES: dict[str, tuple[str, tuple[int, int] | None]] = {
 }
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pulling blobs (Range); RFC 9110 §14")
 class TestRangeRequests:
     @pytest.mark.parametrize("case", list(RANGES))
     def test_blob_range_request(self, pull: Pull, case: str) -> None:
@@ -256,6 +261,7 @@ class TestRangeRequests:
         assert response.content == blob.content[first : last + 1]
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Deleting Manifests, §Deleting Blobs (the pull workflow's teardown)")
 class TestTeardown:
     @pytest.mark.parametrize("index", [0, 1], ids=["manifest0", "manifest1"])
     def test_delete_manifest_created_in_setup(self, pull: Pull, index: int) -> None:

@@ -424,6 +424,7 @@ def assert_chunk_accepted(response: requests.Response, size: int) -> None:
     assert response.headers.get("Range") == _range(size)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing a blob in chunks (a streamed PATCH)")
 class TestBlobUploadStreamed:
     def test_patch_request_with_blob_in_body_should_yield_202_response(self, push: Push) -> None:
         assert_chunk_accepted(push.stream_patch, push.data.blob_a.size)
@@ -432,6 +433,7 @@ class TestBlobUploadStreamed:
         push.assert_stored(push.stream_close, push.data.blob_a)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing a blob monolithically, §Single POST")
 class TestBlobUploadMonolithic:
     def test_get_nonexistent_blob_should_result_in_404_response(self, push: Push) -> None:
         response = push.get_blob(DUMMY_DIGEST)
@@ -487,6 +489,7 @@ class TestBlobUploadMonolithic:
         push.assert_stored(push.layer_put, push.data.layer)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing a blob in chunks")
 class TestBlobUploadChunked:
     def test_out_of_order_blob_upload_should_return_416(self, push: Push) -> None:
         assert push.chunk_probe.headers.get("Location")
@@ -515,6 +518,7 @@ class TestBlobUploadChunked:
         push.assert_stored(push.chunk_close, blob)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing a blob in chunks (416 for a chunk out of order)")
 class TestBlobUploadChunkedOutOfOrder:
     """Three chunks; before each one in order, one out of order that must get 416 and leave the upload
     as it was."""
@@ -559,6 +563,7 @@ class TestBlobUploadChunkedOutOfOrder:
         push.assert_stored(push.edge.put_final, push.edge.blob)
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Mounting a blob from another repository")
 class TestCrossRepositoryBlobMount:
     def test_cross_mounting_of_a_blob_without_the_from_argument_should_yield_session_id(
         self, push: Push
@@ -628,6 +633,7 @@ def _automatic_crossmount() -> bool | None:
     return None if value is None else bool(parse_bool(value))
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing Manifests")
 class TestManifestUpload:
     def test_get_nonexistent_manifest_should_return_404(self, push: Push) -> None:
         response = push.get_manifest(INVALID_MANIFEST_NAME)
@@ -654,6 +660,7 @@ class TestManifestUpload:
         assert response.content == manifest.content
 
 
+@pytest.mark.spec("image-spec 1.1 §Digests (SHA-512); distribution-spec main §Pushing blobs")
 class TestSha512:
     """sha512 everywhere a digest goes; registries may refuse it (400), but not half-support it."""
 
@@ -707,6 +714,7 @@ class TestSha512:
         assert response.content == index.content
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Pushing blobs; image-spec 1.1 §Guidance for an Empty Descriptor")
 class TestEmptyContent:
     def test_empty_json_blob_push_and_pull(self, push: Push) -> None:
         blob = EMPTY_JSON
@@ -733,6 +741,7 @@ class TestEmptyContent:
         assert response.content == manifest.content
 
 
+@pytest.mark.spec("distribution-spec 1.1 §Deleting Manifests, §Deleting Blobs (the push workflow's teardown)")
 class TestTeardown:
     def test_delete_manifest_created_in_tests(self, push: Push) -> None:
         manifests = [push.data.manifests[1]]

@@ -186,3 +186,26 @@ def test_readme_shows_the_verdict_table() -> None:
     assert begin in text and end in text, "the README lost its verdict table markers"
     shown = text.split(begin, 1)[1].split(end, 1)[0]
     assert shown == verdicts.markdown(), "regenerate it: python -m conformance.verdicts"
+
+
+def _marks_spec(decorators: list[ast.expr]) -> bool:
+    """Whether one of ``decorators`` is ``@pytest.mark.spec(...)``."""
+    return any(
+        isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Attribute)
+        and decorator.func.attr == "spec"
+        for decorator in decorators
+    )
+
+
+def test_every_check_names_the_spec_section_it_enforces() -> None:
+    """The reports show, beside each verdict, the rule the check enforces: every check class (or
+    module-level check) carries a ``spec`` marker."""
+    missing = []
+    for path in sorted(PACKAGE.glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.ClassDef | ast.FunctionDef):
+                continue
+            if node.name.startswith(("Test", "test_")) and not _marks_spec(node.decorator_list):
+                missing.append(f"{path.name}::{node.name}")
+    assert not missing, f"checks without @pytest.mark.spec: {missing}"
