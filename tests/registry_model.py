@@ -7,9 +7,11 @@ emulator's documented ones (README "Where the emulator differs from distribution
 - a blob is readable in a repository once linked there (pushed or mounted), until deleted there;
 - a manifest PUT needs its config and layers linked in the repository, else 400 MANIFEST_BLOB_UNKNOWN;
 - deleting a manifest by digest removes every tag that pointed at it; deleting a tag keeps the manifest;
-- the catalog lists repositories that ever held a manifest (their ``_manifests`` directory stays);
-- a tags list answers 404 NAME_UNKNOWN for a repository never pushed to, else its tags, paged by ``n``
-  and ``last`` with a ``Link`` to the next page.
+- the catalog lists repositories that ever held a blob, pushed or mounted (their ``_layers`` directory
+  stays when the blobs are deleted); an upload alone lists none;
+- a tags list answers 404 NAME_UNKNOWN for a repository never tagged (blobs, uploads and manifests pushed
+  by digest do not count), else its tags, paged by ``n`` and ``last`` with a ``Link`` to the next page,
+  and ``null`` once every tag is gone.
 """
 
 from __future__ import annotations
@@ -79,8 +81,10 @@ class Repository:
     layers: set[str] = field(default_factory=set)
     manifests: dict[str, bytes] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    #: Ever held a manifest: listed in the catalog from then on.
+    #: Ever held a blob: listed in the catalog from then on.
     catalogued: bool = False
+    #: Ever tagged: its tags list answers 200 from then on.
+    tagged: bool = False
 
 
 @dataclass
@@ -101,6 +105,11 @@ class RegistryModel:
     def _repository(self, name: str) -> Repository:
         return self.repositories.setdefault(name, Repository())
 
+    def _link(self, name: str, digest: str) -> None:
+        repository = self._repository(name)
+        repository.layers.add(digest)
+        repository.catalogued = True
+
     def _linked(self, name: str, digest: str) -> bool:
         repository = self.repositories.get(name)
         return repository is not None and digest in repository.layers
@@ -111,7 +120,7 @@ class RegistryModel:
         """A monolithic ``POST ?digest=`` with the right digest."""
         digest = sha256(data)
         self.contents[digest] = data
-        self._repository(name).layers.add(digest)
+        self._link(name, digest)
         return Answer(201, digest=digest, location=f"/v2/{name}/blobs/{digest}")
 
     def push_blob_with_wrong_digest(self, name: str) -> Answer:
@@ -130,7 +139,7 @@ class RegistryModel:
     def mount(self, name: str, digest: str, source: str) -> Answer:
         """``POST ?mount=&from=``: 201 when ``source`` holds the blob, else a new upload (202)."""
         if self._linked(source, digest):
-            self._repository(name).layers.add(digest)
+            self._link(name, digest)
             return Answer(201, digest=digest, location=f"/v2/{name}/blobs/{digest}")
         return self.start_upload(name)
 
@@ -177,7 +186,7 @@ class RegistryModel:
         if sha256(data) != digest:
             return Answer(400, code="DIGEST_INVALID")
         self.contents[digest] = data
-        self._repository(upload.name).layers.add(digest)
+        self._link(upload.name, digest)
         return Answer(201, digest=digest, location=f"/v2/{upload.name}/blobs/{digest}")
 
     def cancel(self, upload_id: str) -> Answer:
@@ -211,9 +220,9 @@ class RegistryModel:
         digest = sha256(content)
         repository = self.repositories[name]
         repository.manifests[digest] = content
-        repository.catalogued = True
         if reference != digest:
             repository.tags[reference] = digest
+            repository.tagged = True
         return Answer(201, digest=digest, location=f"/v2/{name}/manifests/{digest}")
 
     def get_manifest(self, name: str, reference: str) -> Answer:
@@ -245,12 +254,12 @@ class RegistryModel:
 
     def tags_list(self, name: str, n: int | None, last: str | None) -> Answer:
         repository = self.repositories.get(name)
-        if repository is None:
+        if repository is None or not repository.tagged:
             return Answer(404, code="NAME_UNKNOWN")
         tags = sorted(repository.tags)
         size = len(tags) if n is None else min(n, MAX_ENTRIES)
         page, link = _page(tags, last, size, f"/v2/{name}/tags/list")
-        return Answer(200, document={"name": name, "tags": page}, link=link)
+        return Answer(200, document={"name": name, "tags": page if tags else None}, link=link)
 
     def catalog(self, n: int | None, last: str | None) -> Answer:
         names = sorted(name for name, repository in self.repositories.items() if repository.catalogued)

@@ -20,6 +20,7 @@ from emulator.drivers.base import InvalidPath
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 def sha256(data: bytes) -> str:
@@ -429,6 +430,81 @@ def test_oci_manifest_not_accepted_is_404_as_distribution_answers(client: Client
     assert error_code(response) == "MANIFEST_UNKNOWN"
 
 
+def push_docker_list(client: Client, name: str, os_name: str = "linux") -> tuple[bytes, bytes]:
+    """A Docker schema 2 image and, tagged ``list``, a manifest list naming it for ``os_name``/amd64."""
+    config = push_blob(client, name, b"{}")
+    image = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": config,
+                "size": 2,
+            },
+            "layers": [],
+        }
+    ).encode()
+    assert (
+        client.put(
+            f"/v2/{name}/manifests/{sha256(image)}", data=image, content_type=DOCKER_MANIFEST
+        ).status_code
+        == 201
+    )
+    entry = {
+        "mediaType": DOCKER_MANIFEST,
+        "digest": sha256(image),
+        "size": len(image),
+        "platform": {"architecture": "amd64", "os": os_name},
+    }
+    manifest_list = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [entry]}).encode()
+    assert (
+        client.put(f"/v2/{name}/manifests/list", data=manifest_list, content_type=DOCKER_LIST).status_code
+        == 201
+    )
+    return manifest_list, image
+
+
+@pytest.mark.parametrize(
+    ("accept", "served"),
+    [
+        (DOCKER_LIST, "list"),
+        (DOCKER_MANIFEST, "image"),
+        (f"{DOCKER_MANIFEST}, */*", "image"),
+        # distribution answers these with the image rewritten as schema 1; the stored list is served here.
+        (None, "list"),
+        ("*/*", "list"),
+        (f"{OCI_INDEX}, */*", "list"),
+        (OCI_INDEX, "list"),
+        (f"{OCI_INDEX}, {OCI_MANIFEST}", "list"),
+    ],
+)
+def test_docker_list_by_tag_is_negotiated_as_distribution_answers(
+    client: Client, accept: str | None, served: str
+) -> None:
+    manifest_list, image = push_docker_list(client, "foo")
+    headers = {} if accept is None else {"Accept": accept}
+    for method in ("GET", "HEAD"):
+        response = client.open("/v2/foo/manifests/list", method=method, headers=headers)
+        assert response.status_code == 200
+        expected = manifest_list if served == "list" else image
+        assert response.headers["Docker-Content-Digest"] == sha256(expected)
+        assert response.headers["Content-Type"] == (DOCKER_LIST if served == "list" else DOCKER_MANIFEST)
+        assert response.get_data() == (expected if method == "GET" else b"")
+
+
+def test_docker_list_without_linux_amd64_is_unknown_to_clients_that_do_not_accept_lists(
+    client: Client,
+) -> None:
+    manifest_list, _ = push_docker_list(client, "foo", os_name="windows")
+    for accept in (DOCKER_MANIFEST, "*/*"):
+        response = client.get("/v2/foo/manifests/list", headers={"Accept": accept})
+        assert response.status_code == 404
+        assert error_code(response) == "MANIFEST_UNKNOWN"
+    by_digest = client.get(f"/v2/foo/manifests/{sha256(manifest_list)}", headers={"Accept": DOCKER_MANIFEST})
+    assert by_digest.get_data() == manifest_list
+
+
 def test_manifest_without_media_type_field_is_stored_verbatim(client: Client) -> None:
     config = push_blob(client, "foo", b"{}")
     manifest = json.dumps(
@@ -536,7 +612,7 @@ def test_manifest_delete_by_digest_removes_its_tags(client: Client) -> None:
         content_type=OCI_MANIFEST,
     )
     assert client.delete(f"/v2/foo/manifests/{digest}").status_code == 202
-    assert client.get("/v2/foo/tags/list").json == {"name": "foo", "tags": []}
+    assert client.get("/v2/foo/tags/list").json == {"name": "foo", "tags": None}
     assert client.get(f"/v2/foo/manifests/{digest}", headers={"Accept": OCI_MANIFEST}).status_code == 404
 
 
@@ -612,6 +688,35 @@ def test_catalog_pages(client: Client) -> None:
     assert document(first)["repositories"] == ["a", "b/x"]
     assert first.headers["Link"] == '</v2/_catalog?last=b%2Fx&n=2>; rel="next"'
     assert document(client.get("/v2/_catalog?n=2&last=b/x"))["repositories"] == ["c"]
+
+
+def test_catalog_lists_repositories_holding_blobs_but_not_uploads(client: Client) -> None:
+    digest = push_blob(client, "a/pushed", b"a blob and no manifest")
+    assert client.post(f"/v2/mounted/blobs/uploads/?mount={digest}&from=a/pushed").status_code == 201
+    assert client.post("/v2/uploading/blobs/uploads/").status_code == 202
+    assert document(client.get("/v2/_catalog"))["repositories"] == ["a/pushed", "mounted"]
+    # The repository's _layers directory outlives its blobs, as on distribution's filesystem.
+    assert client.delete(f"/v2/mounted/blobs/{digest}").status_code == 202
+    assert document(client.get("/v2/_catalog"))["repositories"] == ["a/pushed", "mounted"]
+
+
+def test_tags_list_is_name_unknown_until_the_repository_is_tagged(client: Client) -> None:
+    config = push_blob(client, "blobs", b"{}")
+    manifest = image_manifest(config, [])
+    assert (
+        client.put(
+            f"/v2/blobs/manifests/{sha256(manifest)}", data=manifest, content_type=OCI_MANIFEST
+        ).status_code
+        == 201
+    )
+    assert client.post("/v2/uploading/blobs/uploads/").status_code == 202
+    push_image(client, "parent/child", "v1")
+    for name in ("blobs", "uploading", "parent"):
+        response = client.get(f"/v2/{name}/tags/list")
+        assert response.status_code == 404, name
+        assert error_code(response) == "NAME_UNKNOWN"
+    assert client.put("/v2/blobs/manifests/v1", data=manifest, content_type=OCI_MANIFEST).status_code == 201
+    assert client.get("/v2/blobs/tags/list").json == {"name": "blobs", "tags": ["v1"]}
 
 
 def test_catalog_n_above_maximum_is_refused(client: Client) -> None:

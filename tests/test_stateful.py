@@ -30,8 +30,8 @@ from hypothesis.stateful import multiple
 from hypothesis.stateful import rule
 from hypothesis.stateful import run_state_machine_as_test
 
-from fixtures.server import RegistryFactory
-from fixtures.server import RegistryServer
+from pax_registry_fixtures.server import RegistryFactory
+from pax_registry_fixtures.server import RegistryServer
 from tests.registry_model import OCI_MANIFEST
 from tests.registry_model import Answer
 from tests.registry_model import RegistryModel
@@ -403,7 +403,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @rule(name=repositories)
     def list_tags_of_parent(self, name: str) -> None:
-        """A path above a repository names no repository unless something was pushed to it."""
+        """A path above a repository names no repository unless it was tagged itself."""
         parent = name.rpartition("/")[0]
         if parent:
             response = self.send("GET", f"/v2/{parent}/tags/list")

@@ -73,14 +73,27 @@ def _negotiate(ctx: Context, name: str, reference: str, manifest: StoredManifest
             message="OCI index found, but accept header does not support OCI indexes",
         )
     if media_type == DOCKER_LIST and DOCKER_LIST not in accepted and not looks_like_digest(reference):
-        for os_name, architecture, child in parse_stored(manifest.content).platforms:
-            if (os_name, architecture) == ("linux", "amd64"):
-                chosen = ctx.registry.manifests.get(name, child)
-                if chosen.media_type == DOCKER_MANIFEST and DOCKER_MANIFEST not in accepted:
-                    raise ManifestInvalid({"reason": "no acceptable manifest for this client"})
-                return chosen
-        raise ManifestUnknown({"reference": reference}, message="no linux/amd64 manifest in list")
+        return _platform_image(ctx, name, reference, manifest, accepted)
     return manifest
+
+
+def _platform_image(
+    ctx: Context, name: str, reference: str, manifest_list: StoredManifest, accepted: set[str]
+) -> StoredManifest:
+    """What distribution serves for a Docker manifest list asked for by tag by a client that does not
+    name the list type: its linux/amd64 image, 404 when it has none.
+
+    A schema 2 image for a client that does not name schema 2 either (``*/*``, no Accept, only OCI
+    types) distribution rewrites as a signed schema 1 manifest, with 200. There is no schema 1 here:
+    the list is served as stored, as a schema 2 manifest asked for by tag is served whatever the Accept.
+    """
+    for os_name, architecture, child in parse_stored(manifest_list.content).platforms:
+        if (os_name, architecture) == ("linux", "amd64"):
+            chosen = ctx.registry.manifests.get(name, child)
+            if chosen.media_type == DOCKER_MANIFEST and DOCKER_MANIFEST not in accepted:
+                return manifest_list
+            return chosen
+    raise ManifestUnknown({"reference": reference}, message="no linux/amd64 manifest in list")
 
 
 def put_manifest(ctx: Context, name: str, reference: str) -> Response:

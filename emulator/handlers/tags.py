@@ -20,7 +20,9 @@ def list_tags(ctx: Context, name: str) -> Response:
     else:
         n = len(tags)  # without n every tag is returned: clients that never page expect it
     page, more = paginate(tags, ctx.request.args.get("last"), n)
-    response = json_response({"name": name, "tags": page})
+    # A repository whose tags were all deleted is listed as ``null``, as distribution's Go encoder does
+    # with its empty slice; an empty page of a non-empty list stays ``[]``.
+    response = json_response({"name": name, "tags": page if tags else None})
     if more and page:
         path = ctx.adapter.build(f"{ctx.api}.{routes.TAGS}", {"name": name})
         response.headers["Link"] = next_link(path, page[-1], n)

@@ -1,4 +1,4 @@
-"""The catalog: every repository that holds manifests, in lexical order."""
+"""The catalog: every repository that holds blobs, in lexical order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from . import paths
 
 
 def repositories(driver: StorageDriver) -> list[str]:
-    """Names of repositories with a ``_manifests`` directory, as distribution counts them."""
+    """Names of repositories with a ``_layers`` directory, as distribution counts them.
+
+    A blob pushed or mounted (no manifest yet) lists a repository; an open upload does not. On a
+    filesystem the directory outlives the blobs deleted from it, so the repository stays listed.
+    """
     found: list[str] = []
 
     def visit(path: str, name: str) -> None:
@@ -17,7 +21,7 @@ def repositories(driver: StorageDriver) -> list[str]:
         except PathNotFound:
             return
         leaf_names = [c.rsplit("/", 1)[-1] for c in children]
-        if paths.MANIFESTS in leaf_names:
+        if paths.LAYERS in leaf_names:
             found.append(name)
         for child, leaf in zip(children, leaf_names, strict=True):
             # Files cannot hold repositories; list() on one raises PathNotFound and is skipped.

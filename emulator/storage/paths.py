@@ -36,12 +36,6 @@ def blob_data(digest: Digest) -> str:
     return f"{blob_dir(digest)}/data"
 
 
-def repository_parts(name: str) -> tuple[str, str, str]:
-    """The directories a repository has once anything was pushed to it; a directory that holds none of
-    them is only a parent of other repositories (``a`` of ``a/b``)."""
-    return (f"{REPOSITORIES}/{name}/{LAYERS}", f"{REPOSITORIES}/{name}/{MANIFESTS}", uploads(name))
-
-
 def layer_link(name: str, digest: Digest) -> str:
     return f"{REPOSITORIES}/{name}/{LAYERS}/{digest.algorithm}/{digest.hex}/link"
 

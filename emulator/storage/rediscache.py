@@ -20,7 +20,14 @@ import threading
 import time
 import typing as t
 
-import redis
+try:
+    import redis
+except ModuleNotFoundError as e:
+    if e.name != "redis":
+        raise
+    from ..extras import REDIS
+
+    raise ModuleNotFoundError(f"the redis blob-descriptor cache {REDIS.needs()}", name=e.name) from None
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 

@@ -95,7 +95,13 @@ class TagStore:
         self.driver.delete(paths.tag(name, tag))
 
     def list(self, name: str) -> list[str]:
-        """Every tag of the repository, sorted; :class:`NameUnknown` for a repository never pushed."""
+        """Every tag of the repository, sorted.
+
+        :class:`NameUnknown` unless the repository was ever tagged, as distribution answers: its tags
+        directory is what makes a repository known here, not blobs, uploads or manifests pushed by
+        digest, and a parent (``a`` of ``a/b``) has none. Once every tag is gone the list is empty
+        where empty directories stay (filesystem, inmemory); on S3 the repository is unknown again.
+        """
         seen = None
         if self._remember:
             # A tag is added or removed with its directory, which changes the tags directory's time.
@@ -111,8 +117,6 @@ class TagStore:
         try:
             entries = self.driver.list(paths.tags(name))
         except PathNotFound:
-            if any(self.driver.exists(part) for part in paths.repository_parts(name)):
-                return []
             raise NameUnknown({"name": name}) from None
         tags: builtins.list[str] = []
         pending: builtins.list[str] = []
