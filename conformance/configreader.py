@@ -70,7 +70,7 @@ def load_raw(path: str, environ: t.Mapping[str, str]) -> dict[str, t.Any]:
 def parse_document(text: str, source: str) -> dict[str, t.Any]:
     """The YAML mapping in *text*; *source* names it in errors."""
     try:
-        document = yaml.safe_load(text)
+        document = _load_keeping_header_text(text)
     except yaml.YAMLError as error:
         raise ConfigReadError(f"{source}: not valid YAML: {_one_line(error)}") from None
     if document is None:
@@ -81,6 +81,57 @@ def parse_document(text: str, source: str) -> dict[str, t.Any]:
     return document
 
 
+def _load(text: str, adjust: t.Callable[[yaml.Node], None] | None) -> t.Any:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if adjust is not None:
+            adjust(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _load_keeping_header_text(text: str) -> t.Any:
+    """``yaml.safe_load``, except that ``http.headers`` values stay the text written, as distribution
+    reads them (Go's yaml.v2 decodes ``[yes]`` into a ``[]string`` as ``yes``, not ``true``)."""
+    return _load(text, _keep_header_text)
+
+
+def _keep_header_text(document: yaml.Node) -> None:
+    for headers in _values(document, "http", "headers"):
+        _keep_mapping_text(headers)
+
+
+def _values(node: yaml.Node, *keys: str) -> list[yaml.Node]:
+    found = [node]
+    for key in keys:
+        found = [
+            value
+            for mapping in found
+            if isinstance(mapping, yaml.MappingNode)
+            for name, value in mapping.value
+            if isinstance(name, yaml.ScalarNode) and name.value == key
+        ]
+    return found
+
+
+def _keep_mapping_text(node: yaml.Node) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for _, value in node.value:
+            _keep_text(value)
+
+
+def _keep_text(node: yaml.Node) -> None:
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _keep_text(item)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None and node.tag != "tag:yaml.org,2002:null":
+        node.tag = "tag:yaml.org,2002:str"
+
+
 def apply_environment(document: dict[str, t.Any], environ: t.Mapping[str, str]) -> None:
     """Apply every ``REGISTRY_*`` variable of *environ* to *document*, in place, in sorted name order."""
     for name in sorted(environ):
@@ -89,8 +140,11 @@ def apply_environment(document: dict[str, t.Any], environ: t.Mapping[str, str]) 
         segments = name[len(PREFIX) :].split("_")
         if "" in segments or name != name.upper():
             continue
+        # A header value is the text written, in a variable as in the file.
+        keep = _keep_text if name.startswith(f"{PREFIX}HTTP_HEADERS_") else None
+        keep = _keep_mapping_text if name == f"{PREFIX}HTTP_HEADERS" else keep
         try:
-            value = yaml.safe_load(environ[name])
+            value = _load(environ[name], keep)
         except yaml.YAMLError as error:
             raise ConfigReadError(f"{name}: not a valid YAML value: {_one_line(error)}") from None
         _set(document, segments, value, name)

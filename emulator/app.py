@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from . import routes
 from .drivers.base import InvalidPath
 from .drivers.base import StorageUnavailable
+from .drivers.filesystem import StorageFailure
 from .errors import BlobUploadUnknown
 from .errors import ManifestUnknown
 from .errors import NameInvalid
@@ -183,6 +184,10 @@ class RegistryApp:
             log.warning("storage refused a path serving %s %s: %s", request.method, request.path, e)
             response = Unknown({"reason": "the request names no valid storage path"}).get_response()
             response.status_code = 400
+        except StorageFailure as e:
+            # The operating system refused a file under the storage root: its path and error say it all.
+            log.error("storage failed serving %s %s: %s", request.method, request.path, e)
+            response = Unknown().get_response()
         except HTTPException as e:
             # Werkzeug's own errors (a client that disconnected mid-body, a malformed request).
             response = Unknown({"reason": e.description}, message=e.name).get_response()
@@ -268,8 +273,14 @@ def json_response(document: t.Any, *, status: int = 200, mimetype: str = "applic
 
 
 def make_app(config: Config) -> RegistryApp:
-    """Build the WSGI app, its storage and its authenticator from a configuration."""
+    """Build the WSGI app, its storage and its authenticator from a configuration.
+
+    :raises emulator.extras.MissingExtraError: the configuration needs an extra that is not installed.
+    """
     from .drivers.factory import create
+    from .extras import require
+
+    require(config)
     from .storage.cache import BlobDescriptorCache
     from .storage.cache import NoCache
     from .storage.registry import Registry

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import os
@@ -197,7 +198,7 @@ class HtpasswdFile:
                 user, sep, hashed = line.partition(b":")
                 if not sep:
                     # The line itself is not quoted: it may hold a password someone typed by hand.
-                    raise ValueError(f"{self.path}: line {number} is not user:hash")
+                    raise ValueError(f"line {number} is not user:hash")
                 if not hashed.startswith(BCRYPT_PREFIXES):
                     foreign.append(number)
                 hashes[user] = hashed
@@ -225,9 +226,43 @@ def _cost(hashed: bytes) -> int | None:
     return int(digits) if digits.isdigit() and 4 <= int(digits) <= 31 else None
 
 
+class HtpasswdUnusable(Exception):
+    """The htpasswd file cannot be used at start; ``str(error)`` is one line, ``'<path>: <problem>'``.
+
+    distribution starts anyway and answers every request that has credentials with a bare 400; the
+    emulator refuses to start instead, so the mistake is seen once, where it is made.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, problem)
+        self.path = path
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _os_problem(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def check_file(file: HtpasswdFile) -> None:
+    """Read *file* as the server starts to; :raises HtpasswdUnusable: it cannot be used."""
+    try:
+        file.load()
+    except OSError as e:
+        raise HtpasswdUnusable(file.path, f"cannot read it: {_os_problem(e)}") from None
+    except ValueError as e:
+        raise HtpasswdUnusable(file.path, f"not an htpasswd file: {e}") from None
+
+
 def provision(path: str) -> None:
     """Create a missing htpasswd file with user ``docker`` and a random password, logged once."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        # makedirs would say "File exists", as if the htpasswd file were there.
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), directory)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     password = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=DEFAULT_COST, prefix=b"2a"))
     # O_EXCL: a file another process created meanwhile is theirs, not to be overwritten.
@@ -319,15 +354,16 @@ class HtpasswdAuthenticator:
 
     def __init__(self, config: HtpasswdConfig) -> None:
         self.realm = config.realm
-        if not os.path.exists(config.path):
-            provision(config.path)
+        if not os.path.lexists(config.path):
+            try:
+                provision(config.path)
+            except OSError as e:
+                raise HtpasswdUnusable(config.path, f"cannot create it: {_os_problem(e)}") from None
         self.file = HtpasswdFile(config.path)
-        # Read now so that non-bcrypt entries are warned about at start. distribution only checks
-        # that the file exists, so a malformed one is reported here and answered with 400 later.
-        try:
-            self.file.load()
-        except (OSError, ValueError) as e:
-            log.error("htpasswd file unusable: %s", e)
+        # Read now, so that a file that cannot be used stops the start and non-bcrypt entries are
+        # warned about once. A file that breaks later is answered as distribution answers it: 400 with
+        # no body.
+        check_file(self.file)
         # Go's %q, then the UTF-8 bytes as latin-1 text: WSGI sends header values as latin-1, so the
         # client gets the same bytes distribution would send.
         self._challenge = {
@@ -343,7 +379,7 @@ class HtpasswdAuthenticator:
         try:
             users = self.file.load()
         except (OSError, ValueError) as e:
-            log.error("htpasswd file unusable: %s", e)
+            log.error("htpasswd file %s unusable: %s", self.file.path, e)
             raise BadRequestNoBody() from None
         hashed = users.hashes.get(user)
         if hashed is None or not hashed.startswith(BCRYPT_PREFIXES):

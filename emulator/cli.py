@@ -1,22 +1,43 @@
-"""``registry serve [CONFIG]`` and ``registry check-config CONFIG`` (also ``python -m emulator``)."""
+"""``registry serve [CONFIG]`` and ``registry check-config [CONFIG]`` (also ``python -m emulator``).
+
+A mistake stops either command with one line on stderr and exit status 1: ``configuration error: ...``
+for what the configuration says (a key, a file it names, an extra it needs), and ``cannot listen on
+...`` when the address is taken, which is no mistake in the file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
+import os
 import sys
 import threading
 import typing as t
 
 from . import config as configuration
+from .extras import DISTRIBUTION
+from .extras import missing_extra
 from .logs import log
 
 USAGE_ERROR = 2
 
 
-def _fail(message: str) -> t.NoReturn:
-    print(f"configuration error: {message}", file=sys.stderr)
+def package_version() -> str:
+    """The installed distribution's version (not the configuration's ``version: 0.1``)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _stop(line: str) -> t.NoReturn:
+    print(line, file=sys.stderr)
     raise SystemExit(1)
+
+
+def _fail(message: str) -> t.NoReturn:
+    _stop(f"configuration error: {message}")
 
 
 def _load(path: str | None) -> configuration.LoadedConfig:
@@ -26,20 +47,46 @@ def _load(path: str | None) -> configuration.LoadedConfig:
         _fail(str(e))
     for warning in loaded.warnings:
         print(f"configuration warning: {warning}", file=sys.stderr)
+    missing = missing_extra(loaded.config)
+    if missing is not None:
+        _fail(missing)
     return loaded
 
 
-def check_config(path: str) -> int:
+def check_config(path: str | None) -> int:
+    """Print the settings in effect as YAML on stdout, then ``ok: ...`` on stderr (so that stdout stays
+    a document ``yaml.safe_load`` reads, and a configuration file ``serve`` takes)."""
     loaded = _load(path)
+    config = loaded.config
     _ssl_context(loaded)  # certificates and ciphers are checked here too
-    shown = configuration.redacted(loaded.raw)
-    http = shown.get("http")
-    if not isinstance(http, dict):
-        http = shown["http"] = {}
-    # The connection cap is ours, not distribution's: shown in effect even where the file leaves it out.
-    http.setdefault("maxconnections", loaded.config.http.maxconnections)
-    sys.stdout.write(configuration.dump(shown))
+    _check_htpasswd(config)
+    sys.stdout.write(configuration.dump(configuration.redacted(configuration.effective(config))))
+    sys.stdout.flush()
+    print(f"ok: {config.source}: {_summary(config)}", file=sys.stderr)
     return 0
+
+
+def _check_htpasswd(config: configuration.Config) -> None:
+    """An htpasswd file that is there already must be usable; a missing one is ``serve``'s to create."""
+    htpasswd = config.auth.htpasswd
+    if htpasswd is None or not os.path.lexists(htpasswd.path):
+        return
+    from .auth import HtpasswdFile
+    from .auth import HtpasswdUnusable
+    from .auth import check_file
+
+    try:
+        check_file(HtpasswdFile(htpasswd.path))
+    except HtpasswdUnusable as e:
+        _fail(f"{config.source}: auth.htpasswd.path: {e}")
+
+
+def _summary(config: configuration.Config) -> str:
+    """What ``serve`` would do, in a few words: where it listens, whether it asks for credentials."""
+    scheme = "https" if config.http.tls is not None else "http"
+    where = f"unix socket {config.http.addr}" if config.http.net == "unix" else config.http.addr
+    auth = "htpasswd auth" if config.auth.htpasswd is not None else "no auth"
+    return f"serve listens on {where} ({scheme}, {auth}, {config.storage.driver} storage)"
 
 
 def _ssl_context(loaded: configuration.LoadedConfig) -> t.Any:
@@ -74,10 +121,10 @@ def serve(path: str | None) -> int:
     from . import logs
 
     logs.configure(config.log)
-    if config.source == configuration.DEV_DEFAULT_SOURCE:
-        print("using the built-in development configuration:", file=sys.stderr)
-        sys.stderr.write(configuration.dump(configuration.redacted(loaded.raw)))
     ssl_context = _ssl_context(loaded)
+    # Local files first (the htpasswd file, the storage root): a mistake there stops the start before
+    # anything is asked of a certificate authority.
+    app = _make_app(config)
     if config.http.tls is not None and config.http.tls.letsencrypt is not None:
         from .letsencrypt import obtain_context
         from .tls import TLSConfigError
@@ -86,17 +133,13 @@ def serve(path: str | None) -> int:
             ssl_context = obtain_context(config)  # before serving: ACME failures stop the start
         except TLSConfigError as e:
             _fail(f"{config.source}: {e.key}: {e.problem}")
-    from .app import make_app
     from .serving import serve_forever
 
+    if config.source == configuration.DEV_DEFAULT_SOURCE:
+        print("using the built-in development configuration:", file=sys.stderr)
+        sys.stderr.write(configuration.dump(configuration.redacted(loaded.raw)))
     if not config.http.secret:
         log.warning("No HTTP secret provided - generated random secret. Uploads cannot span processes.")
-    try:
-        app = make_app(config)
-    except OSError as e:
-        # e.g. a missing htpasswd file that cannot be provisioned where the configuration says.
-        key = "auth.htpasswd.path" if config.auth.htpasswd is not None else "storage"
-        _fail(f"{config.source}: {key}: cannot use {e.filename}: {e.strerror or e}")
     stop = threading.Event()
     if config.storage.uploadpurging.enabled and not config.storage.readonly:
         threading.Thread(target=_purge_uploads, args=(app, loaded, stop), daemon=True).start()
@@ -105,14 +148,17 @@ def serve(path: str | None) -> int:
     else:
         host, port = config.http.listen_host(), config.http.listen_port()
 
+    listening = threading.Event()
+
     def ready(server: t.Any) -> None:
+        listening.set()
         scheme = "https" if ssl_context is not None else "http"
         where = (
             config.http.addr
             if config.http.net == "unix"
             else f"{host or '0.0.0.0'}:{server.socket.getsockname()[1]}"
         )
-        log.info("listening on %s (%s)", where, scheme, extra={"fields": {"version": "0.1"}})
+        log.info("listening on %s (%s)", where, scheme, extra={"fields": {"version": package_version()}})
 
     try:
         serve_forever(
@@ -125,26 +171,47 @@ def serve(path: str | None) -> int:
             on_ready=ready,
         )
     except OSError as e:
-        _fail(f"{config.source}: http.addr: cannot listen on {config.http.addr}: {e.strerror or e}")
+        if listening.is_set():
+            raise
+        # A port another process holds is no mistake in the file: not a "configuration error".
+        _stop(f"cannot listen on {config.http.addr}: {e.strerror or e}")
     finally:
         stop.set()
     return 0
 
 
+def _make_app(config: configuration.Config) -> t.Any:
+    """The app, or one line and exit 1 when a file or directory the configuration names is unusable."""
+    from .app import make_app
+    from .auth import HtpasswdUnusable
+    from .drivers.filesystem import RootUnusable
+
+    try:
+        return make_app(config)
+    except HtpasswdUnusable as e:
+        _fail(f"{config.source}: auth.htpasswd.path: {e}")
+    except RootUnusable as e:
+        _fail(f"{config.source}: storage.filesystem.rootdirectory: {e}")
+
+
 def main(argv: t.Sequence[str] | None = None) -> int:
+    version = f"%(prog)s {package_version()}"
     parser = argparse.ArgumentParser(prog="registry", description="A container and pack registry emulator.")
+    parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", required=True)
+    where = "default: $REGISTRY_CONFIGURATION_PATH, else the built-in development configuration"
     serve_cmd = commands.add_parser("serve", help="serve the registry API")
-    serve_cmd.add_argument(
-        "config",
-        nargs="?",
-        help="configuration file (default: $REGISTRY_CONFIGURATION_PATH, "
-        "else the built-in development configuration)",
-    )
+    serve_cmd.add_argument("--version", action="version", version=version)
+    serve_cmd.add_argument("config", nargs="?", help=f"configuration file ({where})")
     check = commands.add_parser(
-        "check-config", help="validate a configuration and print it, secrets redacted"
+        "check-config",
+        help="validate a configuration and print the settings in effect, secrets redacted",
+        description="Validate a configuration as serve reads it (REGISTRY_* overrides applied) and print "
+        "the settings in effect as YAML, defaults included and secrets redacted; a closing ok line goes to "
+        "stderr.",
     )
-    check.add_argument("config", help="configuration file")
+    check.add_argument("--version", action="version", version=version)
+    check.add_argument("config", nargs="?", help=f"configuration file ({where})")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.config)

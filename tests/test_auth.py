@@ -21,16 +21,18 @@ import yaml
 from werkzeug.test import Client
 
 import emulator
+import emulator.auth
 from emulator.app import RegistryApp
 from emulator.auth import VERIFIED_TTL_SECONDS
 from emulator.auth import HtpasswdAuthenticator
 from emulator.auth import HtpasswdFile
+from emulator.auth import HtpasswdUnusable
 from emulator.auth import Users
 from emulator.auth import VerifiedPasswords
 from emulator.auth import go_quote
 from emulator.turns import LEAVE_TURN
-from fixtures.process import RegistryProcess
-from fixtures.process import clean_environ
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import clean_environ
 
 REALM = "Test Realm"
 #: Cost 4 keeps the suite fast; the cost does not change any behaviour under test.
@@ -153,9 +155,54 @@ def test_hashes_from_apache_htpasswd_are_accepted(tmp_path: Path) -> None:
     assert client.get("/v2/", headers=basic("dave", "other")).status_code == 401
 
 
-def test_malformed_file_answers_400_with_an_empty_body(tmp_path: Path) -> None:
-    path = write_users(tmp_path / "htpasswd", {"alice": "wonderland"}, extra="this line has no colon\n")
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: path.mkdir(), "cannot read it: Is a directory"),
+        (
+            lambda path: path.write_bytes(b"\x00garbage\xff\n"),
+            "not an htpasswd file: line 1 is not user:hash",
+        ),
+        (lambda path: path.symlink_to(path.parent / "nowhere"), "cannot read it: No such file or directory"),
+    ],
+    ids=["directory", "garbage", "dangling-link"],
+)
+def test_unusable_file_stops_the_start(
+    tmp_path: Path, make: t.Callable[[Path], object], problem: str
+) -> None:
+    path = tmp_path / "htpasswd"
+    make(path)
+    with pytest.raises(HtpasswdUnusable) as info:
+        make_client(path)
+    assert str(info.value) == f"{path}: {problem}"
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_unreadable_file_stops_the_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_users(tmp_path / "htpasswd", {"alice": "wonderland"})
+
+    def refused(file: object, *args: object, **kwargs: object) -> t.NoReturn:
+        # Mode 000 does not stop root, which the tests may run as: the refusal is simulated.
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(emulator.auth, "open", refused, raising=False)
+    with pytest.raises(HtpasswdUnusable) as info:
+        make_client(path)
+    assert str(info.value) == f"{path}: cannot read it: Permission denied"
+
+
+def test_file_that_cannot_be_provisioned_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "htpasswd"
+    with pytest.raises(HtpasswdUnusable) as info:
+        make_client(path)
+    assert str(info.value) == f"{path}: cannot create it: Not a directory"
+
+
+def test_file_that_becomes_malformed_answers_400_with_an_empty_body(tmp_path: Path) -> None:
+    path = write_users(tmp_path / "htpasswd", {"alice": "wonderland"})
     client = make_client(path, headers={"X-Test": ["yes"]})
+    write_users(path, {"alice": "wonderland"}, extra="this line has no colon\n")
     response = client.get("/v2/", headers=basic("alice", "wonderland"))
     assert response.status_code == 400
     assert response.get_data() == b""

@@ -43,11 +43,20 @@ def test_version_accepted(text: str) -> None:
     assert loaded.config.source == "c.yml"
 
 
-@pytest.mark.parametrize(("text", "shown"), [("", '""'), ("version: 0.2", '"0.2"'), ("version: '1'", '"1"')])
+@pytest.mark.parametrize(
+    ("text", "shown"), [("version: ''", '""'), ("version: 0.2", '"0.2"'), ("version: '1'", '"1"')]
+)
 def test_version_rejected(text: str, shown: str) -> None:
     with pytest.raises(ConfigError) as info:
         config.parse(f"{text}\nstorage: inmemory\n", source="c.yml")
     assert str(info.value) == f'c.yml: version: unsupported version {shown}; must be "0.1"'
+
+
+@pytest.mark.parametrize("text", ["storage: inmemory\n", "", "version:\nstorage: inmemory\n"])
+def test_version_missing(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, source="c.yml")
+    assert str(info.value) == "c.yml: version: missing (add version: 0.1)"
 
 
 def test_yaml_syntax_error_is_one_line_naming_the_file(tmp_path: Path) -> None:
@@ -715,3 +724,181 @@ def test_config_is_frozen() -> None:
     c = parse().config
     with pytest.raises(AttributeError):
         c.version = "0.2"  # type: ignore[misc]
+
+
+# -- mistakes named as such --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("storage", "environ", "problem"),
+    [
+        (
+            {"inmemory": {}},
+            {"REGISTRY_STORAGE_DELTE_ENABLED": "true"},
+            "unknown key storage.delte (did you mean storage.delete?) (from REGISTRY_STORAGE_DELTE_ENABLED)",
+        ),
+        ({"inmemory": {}, "maintainance": {}}, {}, "unknown key storage.maintainance (did you mean "),
+        ({"filesytem": {}}, {}, "unknown key storage.filesytem (did you mean storage.filesystem?)"),
+        ({"inmemory": {}, "zzz": {}}, {}, "unknown key storage.zzz"),
+    ],
+)
+def test_unknown_storage_keys_are_named(
+    storage: dict[str, Any], environ: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse({"version": "0.1", "storage": storage}, source="c.yml", environ=environ)
+    assert info.value.key == "storage"
+    assert info.value.problem.startswith(problem)
+
+
+# -- header values keep their text -------------------------------------------------------------------
+
+
+HEADER_FILE = """\
+version: 0.1
+storage: inmemory
+http:
+  headers:
+    X-Custom: [yes]
+    X-Flags: [no, on, off, true, 1.10, 0x1F, 2001-12-14]
+    X-Bare: yes
+    X-Quoted: ["yes"]
+"""
+
+
+def test_header_values_are_the_text_written() -> None:
+    headers = config.parse(HEADER_FILE, source="c.yml").config.http.headers
+    assert headers == {
+        "X-Custom": ("yes",),
+        "X-Flags": ("no", "on", "off", "true", "1.10", "0x1F", "2001-12-14"),
+        "X-Bare": ("yes",),
+        "X-Quoted": ("yes",),
+    }
+
+
+def test_only_header_values_keep_their_text() -> None:
+    loaded = config.parse(HEADER_FILE + "log:\n  fields: {flag: yes}\n", source="c.yml")
+    assert loaded.config.log.fields == {"flag": True}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("REGISTRY_HTTP_HEADERS_X-CUSTOM", "[yes, off]", {"X-Custom": ("yes", "off")}),
+        ("REGISTRY_HTTP_HEADERS_X-CUSTOM", "on", {"X-Custom": ("on",)}),
+        ("REGISTRY_HTTP_HEADERS", "{X-New: [no, 1.50]}", {"X-New": ("no", "1.50")}),
+    ],
+)
+def test_header_values_from_the_environment_are_the_text_written(
+    name: str, value: str, expected: dict[str, tuple[str, ...]]
+) -> None:
+    headers = config.parse(HEADER_FILE, source="c.yml", environ={name: value}).config.http.headers
+    assert {key: headers[key] for key in expected} == expected
+
+
+def test_a_null_header_value_is_still_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse("version: 0.1\nstorage: inmemory\nhttp:\n  headers: {X-A: [~]}\n", source="c.yml")
+    assert info.value.key == "http.headers.X-A"
+
+
+def test_development_default_content_security_policy_is_balanced() -> None:
+    (policy,) = config.load(None, {}).config.http.headers["Content-Security-Policy"]
+    assert policy == "img-src 'self'; script-src 'self'; style-src 'self'"
+    for directive in policy.split(";"):
+        assert directive.count("'") % 2 == 0, directive
+
+
+# -- the settings in effect --------------------------------------------------------------------------
+
+
+EFFECTIVE_CASES = {
+    "development default": (None, {}),
+    "pack registry": (config.pack_registry_default_path(), {}),
+    "tutorial": (TUTORIAL, {}),
+    "everything": (
+        """\
+version: 0.1
+log: {level: debug, formatter: json, fields: {a: 1}, accesslog: {disabled: true}}
+storage:
+  s3: {region: r, bucket: b, accesskey: AK, secretkey: SK, port: 9000, regionendpoint: "http://s3:9000"}
+  cache: {blobdescriptor: redis, blobdescriptorsize: 5}
+  delete: {enabled: true}
+  redirect: {disable: true}
+  maintenance:
+    uploadpurging: {enabled: false, age: 90m, interval: 1.5s, dryrun: true}
+    readonly: {enabled: true}
+http:
+  addr: "[::1]:0"
+  prefix: /reg/
+  host: https://registry.example
+  relativeurls: true
+  secret: hush
+  draintimeout: 250ms
+  maxconnections: 7
+  headers: {X-A: [yes]}
+  tls:
+    letsencrypt: {cachefile: /le, email: a@b.c, hosts: [h.example]}
+    minimumtls: tls1.3
+    clientcas: [/ca.pem]
+  http2: {disabled: true}
+auth: {htpasswd: {realm: r, path: /h}}
+redis:
+  addr: localhost:6379
+  password: pw
+  db: 2
+  dialtimeout: 1s
+  pool: {maxidle: 1, maxactive: 2, idletimeout: 1h1m1s}
+catalog: {maxentries: 5}
+tags: {maxtags: 6}
+""",
+        {"REGISTRY_HTTP_MAXCONNECTIONS": "9"},
+    ),
+    "filesystem and a certificate": (
+        "version: 0.1\nstorage: {filesystem: {rootdirectory: /d, maxthreads: 30}}\n"
+        "http: {net: unix, addr: /run/r.sock, tls: {certificate: /c.pem, key: /k.pem}}\n",
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize(("source", "environ"), list(EFFECTIVE_CASES.values()), ids=list(EFFECTIVE_CASES))
+def test_the_settings_in_effect_read_back_the_same(
+    tmp_path: Path, source: str | None, environ: dict[str, str]
+) -> None:
+    path: str | None = source
+    if source is not None and "\n" in source:
+        path = str(tmp_path / "config.yml")
+        Path(path).write_text(source)
+    loaded = config.load(path, environ)
+    shown = config.dump(config.effective(loaded.config))
+    again = config.parse(shown, source=loaded.config.source, environ={})
+    assert again.config == loaded.config
+    assert again.warnings == ()
+
+
+def test_the_settings_in_effect_show_defaults() -> None:
+    shown = config.effective(config.parse(MINIMAL, source="c.yml").config)
+    assert shown["http"]["addr"] == ":5000"
+    assert shown["auth"] == {}
+    assert shown["storage"]["delete"] == {"enabled": False}
+    assert shown["http"]["maxconnections"] == 1000
+
+
+def test_the_settings_in_effect_redacted() -> None:
+    loaded = config.parse(
+        {**MINIMAL, "http": {"secret": "hush"}, "redis": {"addr": "r:6379", "password": "pw"}}, source="c.yml"
+    )
+    text = config.dump(config.redacted(config.effective(loaded.config)))
+    assert "hush" not in text and "pw" not in text
+    assert text.count("<redacted>") == 2
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (0.25, "250ms"), (90, "1m30s"), (3661, "1h1m1s"), (168 * 3600, "168h"), (1e-6, "1000ns")],
+)
+def test_go_duration(seconds: float, text: str) -> None:
+    from emulator.config.effective import go_duration
+
+    assert go_duration(seconds) == text

@@ -22,9 +22,9 @@ import requests
 import yaml
 
 from emulator import config as configuration
-from fixtures.distribution import write_htpasswd
-from fixtures.process import RegistryProcess
-from fixtures.process import clean_environ
+from pax_registry_fixtures.distribution import write_htpasswd
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import clean_environ
 
 TIMEOUT = 30
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -485,10 +485,9 @@ def test_address_in_use_fails_with_one_line(tmp_path: Path) -> None:
         config = write_config(tmp_path / "config.yml", {"version": "0.1", "storage": "inmemory"})
         result = run_cli("serve", str(config), env={"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}"})
     assert result.returncode == 1
-    lines = [line for line in log_lines(result.stderr) if "configuration error" in line]
-    assert len(lines) == 1, result.stderr
-    assert str(config) in lines[0]
-    assert "http.addr" in lines[0]
+    # A run-time error, not a configuration error: the address comes from the variable, as in effect.
+    lines = [line for line in log_lines(result.stderr) if "cannot listen on" in line]
+    assert lines == [f"cannot listen on 127.0.0.1:{port}: Address already in use"], result.stderr
 
 
 def test_missing_config_file_fails_with_one_line(tmp_path: Path) -> None:

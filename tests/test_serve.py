@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import requests
 
-from fixtures.process import RegistryProcess
-from fixtures.process import clean_environ
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import clean_environ
 
 QUIET = {"log": {"accesslog": {"disabled": True}}}
 
@@ -152,3 +154,31 @@ def test_log_fields_are_on_every_line(tmp_path: Path) -> None:
         lines = [json.loads(line) for line in registry.stderr_text().splitlines() if line.startswith("{")]
     assert len(lines) >= 2
     assert all(line["service"] == "registry" and line["environment"] == "ci" for line in lines)
+
+
+def test_storage_root_that_breaks_while_serving_answers_500_and_names_it(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    with RegistryProcess(filesystem(root)) as registry:
+        assert requests.post(f"{registry.url}/v2/a/blobs/uploads/", timeout=10).status_code == 202
+        shutil.rmtree(root)
+        root.write_text("not a directory any more")
+        response = requests.post(f"{registry.url}/v2/a/blobs/uploads/", timeout=10)
+        assert response.status_code == 500
+        assert response.json()["errors"][0]["code"] == "UNKNOWN"
+        logged = registry.stderr_text()
+    # The failing file's own path, under the root, and the operating system's words.
+    failures = [line for line in logged.splitlines() if "storage failed" in line]
+    assert len(failures) == 1, logged
+    assert re.search(rf"{re.escape(str(root))}/\S+: Not a directory\"$", failures[0]), failures[0]
+    assert "Traceback" not in logged
+
+
+def test_header_values_are_sent_as_written(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage: inmemory\nhttp:\n  headers:\n    X-Custom: [yes]\n    X-Other: [off, 1.10]\n"
+    )
+    with RegistryProcess(config) as registry:
+        response = requests.get(f"{registry.url}/v2/", timeout=10)
+    assert response.headers["X-Custom"] == "yes"
+    assert response.headers["X-Other"] == "off, 1.10"

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from . import env
+from .effective import effective as effective
 from .model import AuthConfig as AuthConfig
 from .model import Config as Config
 from .model import ConfigError as ConfigError
@@ -130,9 +131,7 @@ def layered(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, A
 def development_default() -> dict[str, Any]:
     """A fresh copy of the built-in development configuration (``defaults/development.yml``)."""
     with open(os.path.join(_DEFAULTS, "development.yml"), encoding="utf-8") as file:
-        document = yaml.safe_load(file)
-    assert isinstance(document, dict)
-    return document
+        return parse_document(file.read(), DEV_DEFAULT_SOURCE)
 
 
 def pack_registry_default_path() -> str:

@@ -9,6 +9,7 @@ YAML-decoded. The walk is guided by a :class:`Node` tree describing the document
 from __future__ import annotations
 
 import copy
+import typing as t
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -200,7 +201,7 @@ def _assign(
 
 def _decode(text: str, node: Node, name: str, dotted: str) -> Any:
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text, _text_keeper(node))
     except yaml.YAMLError as exc:
         if node.kind in ("str", "strlist"):
             # Meant as a string: a secret such as "%x{" need not be valid YAML.
@@ -212,6 +213,56 @@ def _decode(text: str, node: Node, name: str, dotted: str) -> Any:
     if node.kind == "strlist" and not isinstance(value, (str, list)):
         return text
     return copy.deepcopy(value)
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+
+def load_yaml(text: str, adjust: t.Callable[[yaml.Node], None] | None = None) -> Any:
+    """``yaml.safe_load``, with a chance to *adjust* the document's node tree before it is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if adjust is not None:
+            adjust(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def keep_text(node: yaml.Node) -> None:
+    """Make a plain scalar, or each one in a sequence, build as the text written: a YAML 1.1 boolean
+    such as ``yes`` or ``off`` stays that word, ``1.10`` stays ``1.10``. ``null`` and ``~`` stay null."""
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            keep_text(item)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None and node.tag != _NULL_TAG:
+        node.tag = _STR_TAG
+
+
+def mapping_values(node: yaml.Node, key: str) -> list[yaml.Node]:
+    """The value nodes of a mapping node's entries named *key* (several, if the key is repeated)."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    return [value for name, value in node.value if isinstance(name, yaml.ScalarNode) and name.value == key]
+
+
+def _text_keeper(node: Node) -> t.Callable[[yaml.Node], None] | None:
+    """What keeps string lists (header values) as written, when the variable sets one or a map of them."""
+    if node.kind == "strlist":
+        return keep_text
+    if node.kind == "map" and node.other is not None and node.other.kind == "strlist":
+        return _keep_mapping_text
+    return None
+
+
+def _keep_mapping_text(node: yaml.Node) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for _, value in node.value:
+            keep_text(value)
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

@@ -4,6 +4,7 @@ one-line errors that name the key."""
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from .model import UploadPurgingConfig
 from .model import split_addr
 from .schema import NON_DRIVERS
 from .schema import SCHEMA
+from .schema import STORAGE_DRIVERS
 from .schema import Node
 
 _MISSING: Any = object()
@@ -50,7 +52,7 @@ _DURATION_UNITS = {
 def parse_document(document: Mapping[str, Any] | str, source: str) -> dict[str, Any]:
     if isinstance(document, str):
         try:
-            parsed = yaml.safe_load(document)
+            parsed = env.load_yaml(document, _keep_header_text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<document>"
@@ -68,6 +70,15 @@ def parse_document(document: Mapping[str, Any] | str, source: str) -> dict[str, 
     document = plain(parsed)
     assert isinstance(document, dict)
     return document
+
+
+def _keep_header_text(document: yaml.Node) -> None:
+    """Header values are sent as written: ``X-Custom: [yes]`` sends ``yes``, not ``True``."""
+    for http in env.mapping_values(document, "http"):
+        for headers in env.mapping_values(http, "headers"):
+            if isinstance(headers, yaml.MappingNode):
+                for _, value in headers.value:
+                    env.keep_text(value)
 
 
 def _show(value: Any) -> str:
@@ -251,10 +262,11 @@ def _unknown_keys(value: Any, node: Node, path: str) -> Iterator[str]:
 
 def read_config(reader: Reader, root: Section) -> Config:
     version = root.get("version")
+    if version is None:
+        raise reader.error("version", "missing (add version: 0.1)")
     # YAML reads `version: 0.1` as a float.
     if version not in ("0.1", 0.1):
-        text = "" if version is None else str(version)
-        raise reader.error("version", f'unsupported version {json.dumps(text)}; must be "0.1"')
+        raise reader.error("version", f'unsupported version {json.dumps(str(version))}; must be "0.1"')
     for key in _unknown_keys(root.data, SCHEMA, ""):
         reader.warn(key, f"unknown key {key} (ignored)")
     redis = _read_redis(root.section("redis"))
@@ -298,6 +310,7 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
         raise root.fail("storage", "must be a mapping or a driver name", value)
     storage = root.section("storage")
     drivers = [key for key in storage.data if key not in NON_DRIVERS]
+    _refuse_unknown_storage_keys(storage, drivers)
     if not drivers:
         raise storage.reader.error(
             "storage", "no storage driver configured; set one of inmemory, filesystem, s3"
@@ -374,6 +387,23 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
         ),
         readonly=maintenance.section("readonly").boolean("enabled", False),
     )
+
+
+def _refuse_unknown_storage_keys(storage: Section, drivers: list[Any]) -> None:
+    """A storage key that names no driver distribution knows is a typo (``delte``) or an environment
+    variable that missed (``REGISTRY_STORAGE_DELTE_ENABLED``): name it, rather than report it as a
+    second driver."""
+    reader = storage.reader
+    for name in drivers:
+        if str(name) in STORAGE_DRIVERS:
+            continue
+        key = storage.key(str(name))
+        problem = f"unknown key {key}"
+        close = difflib.get_close_matches(str(name), [*NON_DRIVERS, *STORAGE_DRIVERS], n=1)
+        if close:
+            problem += f" (did you mean {storage.key(close[0])}?)"
+        variable = reader.origin(key)
+        raise ConfigError(reader.source, storage.path, problem + (f" (from {variable})" if variable else ""))
 
 
 def _read_s3(s3: Section) -> S3Config:

@@ -54,6 +54,8 @@ def listof(item: Node) -> Node:
 # The document's shape: it guides environment overrides and finds unknown keys. Sections distribution
 # has but the emulator ignores are ANY, so that they neither warn nor get checked.
 NON_DRIVERS = ("cache", "delete", "redirect", "maintenance", "tag")
+#: The storage drivers distribution knows (the emulator serves the first four; s3aws is s3).
+STORAGE_DRIVERS = ("inmemory", "filesystem", "s3", "s3aws", "azure", "gcs", "oss", "swift")
 S3 = struct(
     {
         **dict.fromkeys(

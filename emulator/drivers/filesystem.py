@@ -13,6 +13,11 @@ cost is nothing on tmpfs and one device flush per write on a disk: about 0.6 ms 
 volume this was measured on, so a tagged manifest PUT (four small files) pays about 2.5 ms, and a large
 blob the time its data takes to reach the device.
 
+The root is created when the driver is made, so a root that cannot be a directory stops the start
+(:class:`RootUnusable`). Should the operating system refuse an operation later (the root replaced by a
+file, made unwritable, the disk full), the driver raises :class:`StorageFailure`, whose text is one line
+naming the file and the error.
+
 A process killed while writing leaves its temporary file behind (hidden from :meth:`list`, so nothing
 above the driver sees it); :meth:`FileSystemDriver.remove_orphans` removes those older than a cutoff,
 and upload purging calls it.
@@ -21,7 +26,9 @@ and upload purging calls it.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime
+import functools
 import os
 import shutil
 import stat
@@ -33,12 +40,57 @@ from .base import FileWriter
 from .base import InvalidOffset
 from .base import PathNotFound
 from .base import StorageDriver
+from .base import StorageError
 from .base import check_deletable
 from .base import check_path
 from .base import listable
 
 #: Temporary files carry this prefix; listings skip them so half-written files are never seen.
 _TEMP_PREFIX = ".tmp-"
+
+_P = t.ParamSpec("_P")
+_R = t.TypeVar("_R")
+
+
+class StorageFailure(StorageError):
+    """The operating system refused an operation on a file under the root; ``str(error)`` is one line,
+    ``'<file>: <error>'``, for the log (a traceback would only repeat it)."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(path)
+        self.error = error
+        self.problem = error.strerror or str(error)
+        self.filename = str(error.filename) if error.filename is not None else path
+        self.args = (f"{self.filename}: {self.problem}",)
+
+
+class RootUnusable(StorageFailure):
+    """The root directory does not exist and cannot be created, or is not a directory."""
+
+    def __init__(self, root: str, error: OSError) -> None:
+        super().__init__("/", error)
+        self.root = root
+        self.args = (f"cannot create {root}: {self.problem}",)
+
+
+@contextlib.contextmanager
+def _failing_as(path: str) -> t.Iterator[None]:
+    """Turn an ``OSError`` nobody expected into :class:`StorageFailure` about ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise StorageFailure(path, e) from e
+
+
+def _os_failures(method: t.Callable[_P, _R]) -> t.Callable[_P, _R]:
+    """:func:`_failing_as` around a driver method; the storage path is its argument after ``self``."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _failing_as(str(args[1]) if len(args) > 1 else "/"):
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class _FileSystemWriter(FileWriter):
@@ -64,13 +116,18 @@ class _FileSystemWriter(FileWriter):
         return self._size
 
     def write(self, data: bytes) -> int:
-        written = self._file.write(data)
+        with _failing_as(self._target):
+            written = self._file.write(data)
         self._size += written
         return written
 
     def commit(self) -> None:
         if self._file.closed:
             return
+        with _failing_as(self._target):
+            self._commit()
+
+    def _commit(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -80,6 +137,10 @@ class _FileSystemWriter(FileWriter):
     def cancel(self) -> None:
         if self._file.closed:
             return
+        with _failing_as(self._target):
+            self._cancel()
+
+    def _cancel(self) -> None:
         if self._in_place:
             self._file.truncate(self._start)
             self._file.close()
@@ -93,10 +154,17 @@ class FileSystemDriver(StorageDriver):
 
     def __init__(self, rootdirectory: str) -> None:
         self.root = os.path.abspath(rootdirectory)
+        try:
+            # Created now rather than at the first write, so that a root that can never be a directory
+            # (a path through a file, a read-only place) is reported before anything is served.
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as e:
+            raise RootUnusable(self.root, e) from None
 
     def _full(self, path: str) -> str:
         return self.root + check_path(path) if path != "/" else self.root
 
+    @_os_failures
     def get_content(self, path: str) -> bytes:
         try:
             with open(self._full(path), "rb") as f:
@@ -104,11 +172,13 @@ class FileSystemDriver(StorageDriver):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFound(path) from None
 
+    @_os_failures
     def put_content(self, path: str, content: bytes) -> None:
         with self.writer(path) as w:
             w.write(content)
             w.commit()
 
+    @_os_failures
     def reader(self, path: str, offset: int = 0) -> t.BinaryIO:
         try:
             f = open(self._full(path), "rb")  # noqa: SIM115 - the caller closes it
@@ -121,12 +191,14 @@ class FileSystemDriver(StorageDriver):
             f.seek(offset)
         return f
 
+    @_os_failures
     def writer(self, path: str, append: bool = False) -> FileWriter:
         full = self._full(path)
         if os.path.isdir(full):
             raise PathNotFound(path)
         return _FileSystemWriter(full, append)
 
+    @_os_failures
     def stat(self, path: str) -> FileInfo:
         try:
             st = os.stat(self._full(path))
@@ -135,6 +207,7 @@ class FileSystemDriver(StorageDriver):
         is_dir = stat.S_ISDIR(st.st_mode)
         return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
 
+    @_os_failures
     def list(self, path: str) -> list[str]:
         try:
             names = os.listdir(self._full(path))
@@ -145,6 +218,7 @@ class FileSystemDriver(StorageDriver):
         prefix = "" if path == "/" else path
         return [f"{prefix}/{n}" for n in sorted(names) if listable(n) and not n.startswith(_TEMP_PREFIX)]
 
+    @_os_failures
     def move(self, source: str, dest: str) -> None:
         src, dst = self._full(source), self._full(dest)
         if not os.path.exists(src):
@@ -152,6 +226,7 @@ class FileSystemDriver(StorageDriver):
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         os.replace(src, dst)
 
+    @_os_failures
     def delete(self, path: str) -> None:
         full = self._full(check_deletable(path))
         try:
