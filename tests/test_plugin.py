@@ -16,6 +16,7 @@ import sys
 import sysconfig
 import tarfile
 import textwrap
+import threading
 import time
 import typing as t
 from pathlib import Path
@@ -25,15 +26,15 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from fixtures import Htpasswd
-from fixtures import RegistryFactory
-from fixtures import RegistryServer
-from fixtures import TLSFiles
-from fixtures.server import OCI_MANIFEST
-from fixtures.server import build_document
+from pax_registry_fixtures import Htpasswd
+from pax_registry_fixtures import RegistryFactory
+from pax_registry_fixtures import RegistryServer
+from pax_registry_fixtures import TLSFiles
+from pax_registry_fixtures.server import OCI_MANIFEST
+from pax_registry_fixtures.server import build_document
 
 if t.TYPE_CHECKING:
-    from fixtures.s3 import S3Bucket
+    from pax_registry_fixtures.s3 import S3Bucket
 
 pytest_plugins = ["pytester"]
 
@@ -65,7 +66,7 @@ def plugin_args(config: pytest.Config) -> list[str]:
     loaded = {getattr(plugin, "__name__", None) for plugin in config.pluginmanager.get_plugins()}
     # pytest-benchmark, where installed, warns in an in-process run inside an xdist worker.
     args = ["-p", "no:cacheprovider", "-p", "no:benchmark"]
-    for module in ("fixtures.plugin", "conformance.plugin"):
+    for module in ("pax_registry_fixtures.plugin", "conformance.plugin"):
         if module not in loaded:
             args += ["-p", module]
     return args
@@ -209,6 +210,270 @@ def test_assert_request_made_explains_a_mismatch(pax_registry: RegistryServer) -
     assert "most similar requests:\n  GET /v2/team/app/manifests/1.0 -> 404" in message
     assert "Authorization: <redacted>" in message
     assert "c2VjcmV0" not in message
+
+
+def test_a_failing_assert_request_made_shows_the_test_line_then_the_message(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_missing(pax_registry):
+            pax_registry.session().get(pax_registry.url_for("/v2/"))
+            pax_registry.assert_request_made("GET", "/v2/_catalog")
+        """
+    )
+
+    result = pytester.runpytest_subprocess(*plugin_args(request.config))
+
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.lines
+    called = lines.index('>       pax_registry.assert_request_made("GET", "/v2/_catalog")')
+    assert lines[called + 1] == "E       AssertionError: expected 1 request(s) GET /v2/_catalog, found 0"
+    # None of the helper's own lines come before the message.
+    assert "server.py" not in result.stdout.str()
+
+
+# -- reset, waiting for requests, strict mode ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("storage", ["inmemory", "filesystem", "s3"])
+def test_reset_empties_the_storage_and_forgets_log_faults_and_expectations(
+    pax_registry_factory: RegistryFactory, storage: str
+) -> None:
+    if storage == "s3":
+        _needs_s3_driver()
+    registry = pax_registry_factory(storage=storage)
+    image = registry.push_image("team/app", "1")
+    session = http()
+    blob = registry.url_for(f"/v2/team/app/blobs/{image.layers[0]}")
+    # A HEAD fills the blob descriptor cache, which must not answer for the deleted blob afterwards.
+    assert session.head(blob).status_code == 200
+    assert session.post(registry.url_for("/v2/open/upload/blobs/uploads/")).status_code == 202
+    registry.faults.fail("GET", "/v2/", times=None)
+    registry.expect("HEAD", "/v2/*")
+
+    registry.reset()
+
+    assert registry.requests == []
+    assert registry.faults.rules == []
+    assert not registry.strict
+    assert registry.registry.driver.list("/") == []
+    assert registry.s3 is None or registry.s3.list_keys() == []
+    assert session.head(blob).status_code == 404
+    assert session.get(registry.url_for("/v2/_catalog")).json() == {"repositories": []}
+    assert registry.push_image("team/app", "2").digest != image.digest
+    assert session.get(registry.url_for("/v2/team/app/tags/list")).json()["tags"] == ["2"]
+    registry.check()
+
+
+def test_reset_keeps_a_registry_strict_when_it_started_strict(pax_registry_factory: RegistryFactory) -> None:
+    registry = pax_registry_factory(strict=True)
+    registry.expect("GET", "/v2/")
+
+    registry.reset()
+
+    assert registry.strict
+    http().get(registry.url_for("/v2/"))
+    with pytest.raises(AssertionError, match="1 unexpected request"):
+        registry.check()
+
+
+def test_a_session_registry_is_reset_between_tests(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def registry(pax_registry_session):
+            pax_registry_session.reset()
+            return pax_registry_session
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("name", ["first", "second"])
+        def test_alone(registry, name):
+            assert registry.session().get(registry.url_for("/v2/_catalog")).json() == {"repositories": []}
+            registry.push_image(name, "1")
+            registry.assert_request_made("GET", "/v2/_catalog")
+        """
+    )
+
+    pytester.runpytest(*plugin_args(request.config)).assert_outcomes(passed=2)
+
+
+def test_wait_for_requests_returns_once_a_background_client_made_them(pax_registry: RegistryServer) -> None:
+    image = pax_registry.push_image("team/app", "1", layers=2)
+    session = pax_registry.session()
+
+    def pull() -> None:
+        time.sleep(0.2)
+        for digest in image.layers:
+            session.get(pax_registry.url_for(f"/v2/team/app/blobs/{digest}"))
+
+    client = threading.Thread(target=pull)
+    client.start()
+    try:
+        blobs = pax_registry.wait_for_requests(2, timeout=30, method="GET", path="/v2/team/app/blobs/*")
+    finally:
+        client.join()
+
+    assert [(entry.path, entry.status) for entry in blobs] == [
+        (f"/v2/team/app/blobs/{digest}", 200) for digest in image.layers
+    ]
+    assert len(pax_registry.wait_for_requests(1, timeout=0)) == 2
+
+
+def test_wait_for_requests_fails_with_what_the_log_holds(pax_registry: RegistryServer) -> None:
+    http().get(pax_registry.url_for("/v2/"))
+
+    with pytest.raises(AssertionError) as failure:
+        pax_registry.wait_for_requests(2, timeout=0.2)
+    with pytest.raises(AssertionError) as filtered:
+        pax_registry.wait_for_requests(1, timeout=0, method="put", path="/v2/*/manifests/*")
+
+    assert str(failure.value) == (
+        "expected at least 2 request(s) within 0.2s, found 1\nall 1 request(s) served:\n  GET /v2/ -> 200"
+    )
+    assert str(filtered.value).startswith("expected at least 1 request(s) PUT /v2/*/manifests/* within 0s")
+
+
+def test_check_lists_the_requests_no_expect_declared(pax_registry: RegistryServer) -> None:
+    session = http()
+    session.get(pax_registry.url_for("/v2/"))
+    pax_registry.check()  # not strict: nothing is unexpected
+
+    pax_registry.expect("GET", "/v2/")
+    pax_registry.expect("*", re.compile(r"/v2/team/[a-z]+/tags/list"))
+    session.get(pax_registry.url_for("/v2/team/app/tags/list"))
+    pax_registry.check()
+    session.get(pax_registry.url_for("/v2/_catalog?n=1"), headers={"Authorization": "Basic c2VjcmV0"})
+    session.head(pax_registry.url_for("/v2/"))
+
+    with pytest.raises(AssertionError) as failure:
+        pax_registry.check()
+
+    message = str(failure.value)
+    assert message.startswith(f"2 unexpected request(s) to the strict registry {pax_registry!r}:\n")
+    assert "  GET /v2/_catalog?n=1 -> 200\n" in message
+    assert "  HEAD /v2/ -> 200\n" in message
+    assert "Authorization: <redacted>" in message and "c2VjcmV0" not in message
+    assert message.endswith("expected:\n  GET /v2/\n  * /v2/team/[a-z]+/tags/list")
+    assert [entry.target for entry in pax_registry.unexpected_requests()] == ["/v2/_catalog?n=1", "/v2/"]
+    pax_registry.check()  # each unexpected request is reported once
+    session.get(pax_registry.url_for("/v2/_catalog"))
+    with pytest.raises(AssertionError, match=r"^1 unexpected request"):
+        pax_registry.check()
+
+
+def test_strict_registries_that_got_only_expected_requests_pass(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_expected(pax_registry):
+            image = pax_registry.push_image("team/app", "1")
+            pax_registry.expect("GET", "/v2/team/app/manifests/*")
+            pax_registry.session().get(pax_registry.url_for("/v2/team/app/manifests/1"))
+
+        def test_quiet(pax_registry_factory):
+            pax_registry_factory(strict=True).push_image("seeding/is/not/a/request", "1")
+        """
+    )
+
+    pytester.runpytest(*plugin_args(request.config)).assert_outcomes(passed=2)
+
+
+def test_an_unexpected_request_fails_the_strict_fixture_with_the_list(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_declared(pax_registry):
+            pax_registry.expect("GET", "/v2/")
+            pax_registry.session().get(pax_registry.url_for("/v2/_catalog"))
+
+        def test_factory(pax_registry_factory):
+            registry = pax_registry_factory(strict=True)
+            registry.session().delete(registry.url_for("/v2/team/app/manifests/1"))
+        """
+    )
+
+    result = pytester.runpytest_subprocess(*plugin_args(request.config))
+
+    result.assert_outcomes(passed=2, errors=2)
+    output = result.stdout.str()
+    result.stdout.re_match_lines(
+        [
+            r"_+ ERROR at teardown of test_declared _+",
+            r"1 unexpected request\(s\) to the strict registry <RegistryServer http://127\.0\.0\.1:\d+ .*>:",
+            r"  GET /v2/_catalog -> 200",
+            r"      Host: .*",
+            r"expected:",
+            r"  GET /v2/",
+            r"_+ ERROR at teardown of test_factory _+",
+            r"1 unexpected request\(s\) to the strict registry .*",
+            r"  DELETE /v2/team/app/manifests/1 -> 404",
+            r"      Host: .*",
+            r"no request was expected \(declare them with registry.expect\(method, path\)\)",
+        ],
+        consecutive=False,
+    )
+    # The message alone: neither the fixture's nor the helper's source.
+    assert "plugin.py" not in output and "server.py" not in output
+
+
+def test_a_shared_strict_registry_fails_the_test_that_made_the_request(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def registry(pax_registry_session):
+            pax_registry_session.expect("GET", "/v2/")
+            return pax_registry_session
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_surprise(registry):
+            registry.session().get(registry.url_for("/v2/_catalog"))
+
+        def test_fine(registry):
+            registry.session().get(registry.url_for("/v2/"))
+
+        def test_shared_factory(pax_registry_factory_module):
+            first, second = pax_registry_factory_module(strict=True), pax_registry_factory_module(strict=True)
+            first.session().get(first.url_for("/v2/"))
+            second.session().head(second.url_for("/v2/"))
+        """
+    )
+
+    result = pytester.runpytest(*plugin_args(request.config))
+
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.re_match_lines(
+        [
+            r"_+ ERROR at teardown of test_surprise _+",
+            r"1 unexpected request\(s\) to the strict registry .*",
+            r"  GET /v2/_catalog -> 200",
+            r"_+ ERROR at teardown of test_shared_factory _+",
+            r"1 unexpected request\(s\) to the strict registry .*",
+            r"  GET /v2/ -> 200",
+            r".*",
+            r"no request was expected .*",
+            r"1 unexpected request\(s\) to the strict registry .*",
+            r"  HEAD /v2/ -> 200",
+        ],
+        consecutive=False,
+    )
+    assert "test_fine" not in result.stdout.str()
 
 
 # -- scoped registries and overriding the configuration ---------------------------------------------------
@@ -674,6 +939,17 @@ def test_delay_holds_a_request_then_serves_it(pax_registry: RegistryServer) -> N
     assert [e.fault for e in pax_registry.requests] == [fault, None]
 
 
+def test_the_log_of_a_delayed_request_shows_the_status_it_got(pax_registry: RegistryServer) -> None:
+    pax_registry.faults.delay("GET", "/v2/", seconds=0)
+    http().get(pax_registry.url_for("/v2/"))
+
+    [entry] = pax_registry.requests
+
+    assert entry.status == 200
+    assert repr(pax_registry.requests) == "[<RecordedRequest GET /v2/ -> 200 [delay 0s on GET /v2/]>]"
+    assert repr(pax_registry.faults.rules) == "[<Fault delay 0s on GET /v2/, times=1, hits=1>]"
+
+
 def test_a_failed_upload_reads_the_body_so_the_client_sees_the_status(pax_registry: RegistryServer) -> None:
     pax_registry.faults.fail("PUT", "/v2/*/blobs/uploads/*")
     data = os.urandom(4 << 20)
@@ -748,6 +1024,10 @@ LIVE_TESTS = """
 
     def test_log_and_faults_skip(pax_registry):
         pax_registry.faults.fail("GET", "/v2/")
+
+    def test_strict_mode_skips(pax_registry):
+        pax_registry.reset()
+        pax_registry.expect("GET", "/v2/")
 """
 
 
@@ -759,8 +1039,13 @@ def test_live_mode_runs_the_same_tests_against_a_given_registry(
 
     result = pytester.runpytest(*plugin_args(request.config), "--pax-registry-url", target.url, "-rs")
 
-    result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*fault injection is only available for an in-process registry*"])
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*fault injection is only available for an in-process registry*",
+            "*strict mode is only available for an in-process registry*",
+        ]
+    )
     target.assert_request_made("PUT", "/v2/live/app/manifests/1", status=201)
     target.assert_request_made("PUT", "/v2/live/app/blobs/uploads/*", count=3, status=201)
     assert target.registry.manifest_exists("live/app", "1")
@@ -781,7 +1066,7 @@ def test_live_mode_with_tls_and_credentials(
         f"--pax-registry-cacert={target.ca_path}",
     )
 
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1, skipped=2)
     assert all(entry.headers.get("Authorization", "").startswith("Basic ") for entry in target.requests[-3:])
 
 
@@ -848,7 +1133,11 @@ def test_pip_installed_package_provides_the_fixtures_with_no_conftest(
     )
     assert install.returncode == 0, install.stderr
     where = subprocess.run(
-        [str(python), "-c", "import fixtures, emulator; print(fixtures.__file__); print(emulator.__file__)"],
+        [
+            str(python),
+            "-c",
+            "import pax_registry_fixtures as f, emulator as e; print(f.__file__); print(e.__file__)",
+        ],
         check=True,
         capture_output=True,
         text=True,
