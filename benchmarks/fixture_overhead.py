@@ -29,7 +29,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def start_stop(iterations: int) -> list[float]:
     sys.path.insert(0, str(PROJECT))
-    from fixtures.server import RegistryServer
+    from pax_registry_fixtures.server import RegistryServer
 
     for _ in range(10):  # imports, the cached default configuration, first-use costs
         RegistryServer().stop()
@@ -44,7 +44,7 @@ def start_stop(iterations: int) -> list[float]:
 
 def _plugin_installed() -> bool:
     entry_points = importlib.metadata.entry_points(group="pytest11")
-    return any(entry.value == "fixtures.plugin" for entry in entry_points)
+    return any(entry.value == "pax_registry_fixtures.plugin" for entry in entry_points)
 
 
 def _write_suite(directory: Path, tests: int, *, with_fixture: bool) -> None:
@@ -59,7 +59,7 @@ def _run_suite(directory: Path, tests: int) -> float:
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
     env = dict(os.environ)
     if not _plugin_installed():
-        args += ["-p", "fixtures.plugin"]
+        args += ["-p", "pax_registry_fixtures.plugin"]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
     started = time.perf_counter()
     result = subprocess.run([*args, "test_suite.py"], cwd=directory, env=env, capture_output=True, text=True)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.servers import RSSSampler
 from benchmarks.servers import status_kib
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import RegistryProcess
 
 MIB = 1 << 20
 CHUNK = MIB

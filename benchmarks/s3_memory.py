@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.servers import RSSSampler
 from benchmarks.servers import status_kib
-from fixtures.process import RegistryProcess
-from fixtures.process import free_port
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import free_port
 
 MiB = 1 << 20
 REPOSITORY = "bench/s3"

@@ -3,8 +3,9 @@
 Both get the same configuration: filesystem storage in their own directory, deletes on, the in-memory
 blob-descriptor cache, upload purging off (it would wake up in the middle of a run), quiet logs, an HTTP
 secret, for the TLS variants the same trustme certificate and for the htpasswd ones the same file. The
-emulator runs as ``python -m emulator serve CONFIG`` (:class:`fixtures.process.RegistryProcess`),
-distribution as ``docker-registry serve CONFIG`` (:class:`fixtures.distribution.DistributionServer`).
+emulator runs as ``python -m emulator serve CONFIG``
+(:class:`pax_registry_fixtures.process.RegistryProcess`), distribution as ``docker-registry serve CONFIG``
+(:class:`pax_registry_fixtures.distribution.DistributionServer`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from pathlib import Path
 
 import yaml
 
-from fixtures.distribution import DistributionServer
-from fixtures.process import RegistryProcess
-from fixtures.process import clean_environ
-from fixtures.process import free_port
+from pax_registry_fixtures.distribution import DistributionServer
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import clean_environ
+from pax_registry_fixtures.process import free_port
 
 EMULATOR = "emulator"
 DISTRIBUTION = "distribution"

@@ -7,6 +7,10 @@ In-process use::
 
     with emulator.start({"storage": {"filesystem": {"rootdirectory": "/tmp/r"}}}) as server:
         print(server.url)
+
+For tests (in pytest, unittest or a plain script), ``pax_registry_fixtures.RegistryServer`` serves the
+same registry with a request log, fault injection, fast seeding, ``reset()`` and a strict mode, and
+``pax_registry_fixtures.with_registry`` starts one for a single function.
 """
 
 from __future__ import annotations

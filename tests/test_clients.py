@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import RegistryProcess
 from tests.clients import build_image
 from tests.clients import needs_tools
 from tests.clients import oras_client

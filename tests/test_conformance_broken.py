@@ -33,8 +33,8 @@ from conformance.runner import SuiteResult
 from conformance.runner import run
 from conformance.verdicts import PROFILES
 from conformance.verdicts import TABLE
-from fixtures.distribution import write_htpasswd
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.distribution import write_htpasswd
+from pax_registry_fixtures.process import RegistryProcess
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse

@@ -27,8 +27,8 @@ from conformance.configreader import Htpasswd
 from conformance.configreader import expectations
 from conformance.configreader import load_raw
 from emulator import config as emulator_config
-from fixtures.process import RegistryProcess
-from fixtures.process import clean_environ
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import clean_environ
 
 
 def read(tmp_path: Path, text: str, environ: t.Mapping[str, str] | None = None) -> dict[str, t.Any]:

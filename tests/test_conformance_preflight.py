@@ -21,13 +21,13 @@ import pytest
 from conformance.plugin import PREFLIGHT
 from conformance.runner import child_environ
 from conformance.runner import pytest_command
-from fixtures.distribution import DistributionServer
-from fixtures.distribution import distribution_available
-from fixtures.process import free_port
+from pax_registry_fixtures.distribution import DistributionServer
+from pax_registry_fixtures.distribution import distribution_available
+from pax_registry_fixtures.process import free_port
 
 if t.TYPE_CHECKING:
-    from fixtures import RegistryFactory
-    from fixtures import TLSFiles
+    from pax_registry_fixtures import RegistryFactory
+    from pax_registry_fixtures import TLSFiles
 
 
 def run_suite(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

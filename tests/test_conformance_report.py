@@ -27,9 +27,9 @@ from conformance.runner import REPORT_DIR
 from conformance.runner import child_environ
 from conformance.runner import pytest_command
 from conformance.runner import run
-from fixtures.distribution import DistributionServer
-from fixtures.distribution import distribution_available
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.distribution import DistributionServer
+from pax_registry_fixtures.distribution import distribution_available
+from pax_registry_fixtures.process import RegistryProcess
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse

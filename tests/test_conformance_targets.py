@@ -22,9 +22,9 @@ from conformance.runner import run
 from conformance.verdicts import PROFILES
 from conformance.verdicts import TABLE
 from emulator.config import merged
-from fixtures.distribution import DistributionServer
-from fixtures.distribution import write_htpasswd
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.distribution import DistributionServer
+from pax_registry_fixtures.distribution import write_htpasswd
+from pax_registry_fixtures.process import RegistryProcess
 
 #: docker-registry missing fails its runs (``noxfile.install_peers`` installs it): no skip hides them.
 TARGETS = [pytest.param("distribution", marks=pytest.mark.peers), "emulator"]

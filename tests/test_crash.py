@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import RegistryProcess
 
 MiB = 1 << 20
 REPO = "crash/app"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.distribution import DistributionServer
-from fixtures.distribution import distribution_available
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.distribution import DistributionServer
+from pax_registry_fixtures.distribution import distribution_available
+from pax_registry_fixtures.process import RegistryProcess
 from tests.clients import build_image
 from tests.clients import needs_tools
 from tests.clients import skopeo

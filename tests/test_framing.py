@@ -34,8 +34,8 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIEnvironment
 
-    from fixtures.server import RegistryFactory
-    from fixtures.server import RegistryServer
+    from pax_registry_fixtures.server import RegistryFactory
+    from pax_registry_fixtures.server import RegistryServer
 
 #: How long a server may take to answer a request, and to close a connection it must close.
 RESPONSE_WAIT = 5.0

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import requests
 
-from fixtures.server import RegistryFactory
-from fixtures.server import RegistryServer
+from pax_registry_fixtures.server import RegistryFactory
+from pax_registry_fixtures.server import RegistryServer
 
 SEED = int(os.environ.get("PAX_FUZZ_SEED", "1010"))
 REQUESTS = 5000

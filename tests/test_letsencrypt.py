@@ -29,9 +29,9 @@ from emulator import letsencrypt
 from emulator.config import LetsEncryptConfig
 from emulator.config import TLSConfig
 from emulator.serving import BackgroundServer
-from fixtures.process import RegistryProcess
-from fixtures.process import clean_environ
-from fixtures.process import free_port
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import clean_environ
+from pax_registry_fixtures.process import free_port
 
 pytestmark = [
     pytest.mark.peers,

@@ -21,7 +21,7 @@ from emulator.logs import request_uri
 from tests.rawhttp import RawConnection
 
 if t.TYPE_CHECKING:
-    from fixtures.server import RegistryServer
+    from pax_registry_fixtures.server import RegistryServer
 
 #: Values a client can put into a logged field, and what each is meant to break.
 HOSTILE_VALUES = {

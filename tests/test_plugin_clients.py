@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import RegistryFactory
-from fixtures import RegistryServer
+from pax_registry_fixtures import RegistryFactory
+from pax_registry_fixtures import RegistryServer
 from tests.clients import build_image
 from tests.clients import needs_tools
 from tests.clients import oras_client

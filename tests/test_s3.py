@@ -34,8 +34,8 @@ import pytest
 import requests
 
 import emulator
-from fixtures.process import RegistryProcess
-from fixtures.process import free_port
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import free_port
 
 pytest.importorskip("moto.server", reason="needs moto[server]")
 
@@ -941,8 +941,8 @@ def test_oras_round_trip(
 def test_cross_compatible_with_docker_registry(bucket: Bucket, tmp_path: Path) -> None:
     """The emulator and docker-registry on one bucket and rootdirectory serve one registry: what either
     pushes, the other pulls byte for byte."""
-    from fixtures.distribution import DistributionServer
-    from fixtures.distribution import distribution_available
+    from pax_registry_fixtures.distribution import DistributionServer
+    from pax_registry_fixtures.distribution import distribution_available
     from tests.clients import build_image
     from tests.clients import skopeo
     from tests.clients import tools_available

@@ -21,13 +21,13 @@ import urllib.parse
 import pytest
 
 import emulator
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import RegistryProcess
 from tests.rawhttp import ConnectionClosed
 from tests.rawhttp import RawConnection
 from tests.rawhttp import os_threads
 
 if t.TYPE_CHECKING:
-    from fixtures.server import RegistryFactory
+    from pax_registry_fixtures.server import RegistryFactory
 
 #: The idle timeout of the servers here, and how long a third client may take to be answered.
 IDLE = 1.5

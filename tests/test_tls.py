@@ -20,10 +20,10 @@ import trustme
 import yaml
 
 import emulator
-from fixtures.distribution import DistributionServer
-from fixtures.distribution import distribution_available
-from fixtures.process import RegistryProcess
-from fixtures.process import clean_environ
+from pax_registry_fixtures.distribution import DistributionServer
+from pax_registry_fixtures.distribution import distribution_available
+from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import clean_environ
 from tests.clients import build_image
 from tests.clients import needs_tools
 from tests.clients import oras_client
@@ -82,7 +82,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
             blob.write_to_path(str(path), append=number > 0)
         return path
 
-    from fixtures.distribution import write_htpasswd
+    from pax_registry_fixtures.distribution import write_htpasswd
 
     return PKI(
         root=root,

@@ -38,8 +38,8 @@ from tests.rawhttp import RawConnection
 from tests.rawhttp import RawResponse
 
 if t.TYPE_CHECKING:
-    from fixtures.server import RegistryFactory
-    from fixtures.server import RegistryServer
+    from pax_registry_fixtures.server import RegistryFactory
+    from pax_registry_fixtures.server import RegistryServer
 
 READ = ("GET", "HEAD")
 MANIFEST_METHODS = ("GET", "HEAD", "PUT", "DELETE")

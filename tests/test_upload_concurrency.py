@@ -23,7 +23,7 @@ import pytest
 import requests
 
 import emulator
-from fixtures.process import RegistryProcess
+from pax_registry_fixtures.process import RegistryProcess
 from tests.rawhttp import RawConnection
 
 #: How long B's refusal and the third client's answer may take.

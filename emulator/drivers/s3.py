@@ -31,7 +31,14 @@ import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import boto3
+try:
+    import boto3
+except ModuleNotFoundError as e:
+    if e.name != "boto3":
+        raise
+    from ..extras import S3
+
+    raise ModuleNotFoundError(f"the s3 storage driver {S3.needs()}", name=e.name) from None
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError

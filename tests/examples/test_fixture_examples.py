@@ -1,6 +1,7 @@
 """The examples of the README's "Testing with the fixtures" section, as tests CI runs.
 
-Keep the two in step: each function here appears there verbatim (``fixtures/README-section.md``).
+Keep the two in step: each function here appears verbatim in one of that section's snippets, and
+tests/test_readme.py checks it (and runs the snippets themselves as pasted).
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from fixtures import Htpasswd
-from fixtures import RegistryFactory
-from fixtures import RegistryServer
-from fixtures import TLSFiles
+from pax_registry_fixtures import Htpasswd
+from pax_registry_fixtures import RegistryFactory
+from pax_registry_fixtures import RegistryServer
+from pax_registry_fixtures import TLSFiles
 
 
 def test_push_and_pull(pax_registry: RegistryServer) -> None:
