@@ -28,20 +28,40 @@ DEBIAN_PEERS = {
 }
 
 
+def in_ci() -> bool:
+    """Whether this is a CI run (``CI=true``), where a missing peer fails the tests that need it
+    (tests/peers.py reads the variable the same way)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def missing_peers() -> list[str]:
+    return sorted({package for tool, package in DEBIAN_PEERS.items() if shutil.which(tool) is None})
+
+
 def install_peers(session: nox.Session) -> None:
-    """Install missing Debian peers with apt-get when we can (root on Debian); otherwise say which
-    tests will skip."""
-    missing = sorted({package for tool, package in DEBIAN_PEERS.items() if shutil.which(tool) is None})
+    """Install missing Debian peers with apt-get when we can (root on Debian). Where we cannot, the tests
+    that need them skip; in CI they would fail one by one, so the session stops here instead."""
+    missing = missing_peers()
     if not missing:
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        session.warn(f"not installing {', '.join(missing)}: tests that need them will skip")
+        message = f"cannot install {', '.join(missing)} (needs apt-get, as root)"
+        if in_ci():
+            session.error(f"CI=true and {message}: the tests that need them would fail")
+        session.warn(f"{message}: tests that need them will skip")
         return
     session.run("apt-get", "update", "-qq", external=True)
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run(
         "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, external=True, env=env
     )
+    # A package can install without the program its tests look for (renamed binary, another path).
+    still = missing_peers()
+    if still:
+        message = f"installed, yet not on PATH: {', '.join(still)}"
+        if in_ci():
+            session.error(f"CI=true and {message}")
+        session.warn(f"{message}: tests that need them will skip")
 
 
 def install_project(session: nox.Session, *extras: str) -> None:

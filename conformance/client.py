@@ -1,6 +1,6 @@
 """A small HTTP client for the registry under test that remembers every exchange.
 
-:class:`Registry` wraps one :class:`requests.Session`: the base URL, credentials (answering Basic and
+:class:`RegistryClient` wraps one :class:`requests.Session`: the base URL, credentials (answering Basic and
 Bearer challenges the way ``docker`` does), the CA bundle and an optional client certificate. Each request
 and its response are recorded as an :class:`Exchange`, so that a failed check can show what was sent and
 what came back. Secrets never reach the record: ``Authorization`` values and the ``_state`` upload token
@@ -29,7 +29,7 @@ if t.TYPE_CHECKING:
 __all__ = [
     "BrokenBody",
     "Exchange",
-    "Registry",
+    "RegistryClient",
     "error_codes",
     "location",
     "path_of",
@@ -147,7 +147,7 @@ def _record(response: requests.Response, started_ns: int) -> Exchange:
     )
 
 
-class Registry:
+class RegistryClient:
     """The registry under test, as seen over HTTP.
 
     :param url: base URL such as ``https://registry.example:5000``; a path prefix is kept.

@@ -10,7 +10,7 @@ import typing as t
 import pytest
 import requests
 
-from conformance.client import Registry
+from conformance.client import RegistryClient
 from conformance.client import location
 from conformance.configreader import load_raw
 from conformance.data import RunData
@@ -18,8 +18,8 @@ from conformance.plugin import PREFLIGHT
 from conformance.plugin import PREFLIGHT_STATUS
 from conformance.plugin import RECORDER_KEY
 from conformance.plugin import SETTINGS_KEY
-from conformance.plugin import Settings
 from conformance.preflight import problem
+from conformance.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +44,10 @@ def registry_url(pax_settings: Settings) -> t.Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def registry(registry_url: str, pax_settings: Settings, pytestconfig: pytest.Config) -> t.Iterator[Registry]:
-    client = Registry(
+def registry(
+    registry_url: str, pax_settings: Settings, pytestconfig: pytest.Config
+) -> t.Iterator[RegistryClient]:
+    client = RegistryClient(
         registry_url,
         username=pax_settings.username,
         password=pax_settings.password,
@@ -96,7 +98,7 @@ class Cleanup:
     may refuse deletes, in which case there is nothing the suite can do.
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: RegistryClient) -> None:
         self.registry = registry
         self.uploads: list[str] = []
         self.manifests: list[tuple[str, str]] = []
@@ -125,7 +127,7 @@ class Cleanup:
 
 
 @pytest.fixture(scope="module")
-def cleanup(registry: Registry) -> t.Iterator[Cleanup]:
+def cleanup(registry: RegistryClient) -> t.Iterator[Cleanup]:
     tracker = Cleanup(registry)
     yield tracker
     tracker.run()

@@ -3,8 +3,8 @@ summary table and the report files.
 
 Loaded through the ``pytest11`` entry point ``pax_conformance`` by every pytest run in an environment where
 the project is installed, so it must cost nothing: it imports only pytest, the standard library and the
-suite's stdlib-only ``render`` and ``report`` modules, and stays quiet unless conformance tests run. Run the
-suite with::
+suite's stdlib-only ``render``, ``report`` and ``settings`` modules, and stays quiet unless conformance tests
+run. Run the suite with::
 
     pytest --pyargs conformance --pax-registry-url https://registry.example:5000 \
         --pax-registry-profile docker --pax-report-html report.html --pax-report-json report.json
@@ -20,7 +20,6 @@ with ``-p conformance.plugin`` instead; never both, pytest refuses to register o
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 import secrets
@@ -36,6 +35,7 @@ from conformance.report import DETAILS_LIMIT
 from conformance.report import Check
 from conformance.report import Run
 from conformance.report import table_lines
+from conformance.settings import Settings
 
 if t.TYPE_CHECKING:
     from _pytest.terminal import TerminalReporter
@@ -95,27 +95,6 @@ class Recorder(t.Protocol):
     """What the suite's HTTP client offers to the failure report (see ``conformance.client``)."""
 
     def explain(self, candidates: t.Iterable[object], since_ns: int, limit: int = ...) -> str: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """The target and the run's choices, resolved once from options and the environment."""
-
-    url: str | None
-    username: str | None
-    password: str | None
-    cacert: str | None
-    client_cert: str | None
-    client_key: str | None
-    config_path: str | None
-    namespace: str
-    crossmount_namespace: str
-    disabled: dict[str, str]
-    profile: str = "oci"
-
-    @property
-    def target(self) -> str:
-        return self.url or "the in-process emulator"
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()

@@ -17,10 +17,10 @@ import urllib.parse
 
 import requests
 
-from conformance.client import Registry
+from conformance.client import RegistryClient
 
 if t.TYPE_CHECKING:
-    from conformance.plugin import Settings
+    from conformance.settings import Settings
 
 __all__ = ["TIMEOUT", "config_problem", "problem"]
 
@@ -62,7 +62,7 @@ def problem(settings: Settings, url: str | None = None) -> str | None:
         return target
     if settings.password and not settings.username:
         return f"a password is given but no user: pass {_CREDENTIALS} together"
-    client = Registry(
+    client = RegistryClient(
         target.url,
         username=settings.username,
         password=settings.password,
@@ -111,7 +111,7 @@ def _target(url: str) -> _Target | str:
     return _Target(url.rstrip("/"), parts.scheme, parts.hostname, port)
 
 
-def _look(client: Registry, target: _Target, settings: Settings) -> str | None:
+def _look(client: RegistryClient, target: _Target, settings: Settings) -> str | None:
     try:
         response = client.request("GET", "/v2/", credentials=None)
     except requests.RequestException as error:
@@ -131,7 +131,7 @@ def _challenge(response: requests.Response) -> str:
 
 
 def _log_in(
-    client: Registry, challenged: requests.Response, target: _Target, settings: Settings
+    client: RegistryClient, challenged: requests.Response, target: _Target, settings: Settings
 ) -> str | None:
     scheme = _challenge(challenged)
     if not settings.username:

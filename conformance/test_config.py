@@ -21,8 +21,8 @@ import warnings
 import pytest
 import requests
 
-from conformance.checks import after
-from conformance.checks import not_applicable
+from conformance.assertions import after
+from conformance.assertions import not_applicable
 from conformance.client import error_codes
 from conformance.configreader import TLS
 from conformance.configreader import Expectations
@@ -32,7 +32,7 @@ from conformance.data import DUMMY_DIGEST
 from conformance.data import OCI_MANIFEST
 
 if t.TYPE_CHECKING:
-    from conformance.client import Registry
+    from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import RunData
 
@@ -72,7 +72,7 @@ class Configured:
     """What the configuration promises, and the requests that check it."""
 
     def __init__(
-        self, registry: Registry, expected: Expectations, repo: str, data: RunData, cleanup: Cleanup
+        self, registry: RegistryClient, expected: Expectations, repo: str, data: RunData, cleanup: Cleanup
     ) -> None:
         self.registry = registry
         self.expected = expected
@@ -104,7 +104,7 @@ class Configured:
 
 @pytest.fixture(scope="module")
 def configured(
-    registry: Registry,
+    registry: RegistryClient,
     registry_config: dict[str, t.Any] | None,
     namespace: str,
     run_data: RunData,

@@ -14,8 +14,8 @@ import typing as t
 import pytest
 import requests
 
-from conformance.checks import after
-from conformance.checks import not_applicable
+from conformance.assertions import after
+from conformance.assertions import not_applicable
 from conformance.data import ARTIFACT_TYPE_A
 from conformance.data import ARTIFACT_TYPE_B
 from conformance.data import DUMMY_DIGEST
@@ -25,7 +25,7 @@ from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
 
 if t.TYPE_CHECKING:
-    from conformance.client import Registry
+    from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import Blob
     from conformance.data import Manifest
@@ -47,7 +47,9 @@ def tags_of(response: requests.Response) -> list[str]:
 class Discovery:
     """The workflow's state; each request runs once, when the first check needs it."""
 
-    def __init__(self, registry: Registry, repo: str, data: RunData, cleanup: Cleanup, profile: str) -> None:
+    def __init__(
+        self, registry: RegistryClient, repo: str, data: RunData, cleanup: Cleanup, profile: str
+    ) -> None:
         self.registry = registry
         self.repo = repo
         self.data = data
@@ -116,7 +118,7 @@ class Discovery:
 
 @pytest.fixture(scope="module")
 def discovery(
-    registry: Registry, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
+    registry: RegistryClient, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
 ) -> Discovery:
     return Discovery(registry, f"{namespace}/discovery", run_data, cleanup, profile_of(pytestconfig))
 

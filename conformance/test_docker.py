@@ -17,10 +17,10 @@ import urllib.parse
 import pytest
 import requests
 
-from conformance.checks import after
-from conformance.checks import assert_digest_header
-from conformance.checks import assert_error_code
-from conformance.checks import assert_size_header
+from conformance.assertions import after
+from conformance.assertions import assert_digest_header
+from conformance.assertions import assert_error_code
+from conformance.assertions import assert_size_header
 from conformance.client import error_codes
 from conformance.client import location
 from conformance.client import with_query
@@ -36,7 +36,7 @@ from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
 
 if t.TYPE_CHECKING:
-    from conformance.client import Registry
+    from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import Manifest
     from conformance.data import RunData
@@ -57,7 +57,7 @@ class Docker:
     """Content for the checks, pushed once, when the first check needs it."""
 
     def __init__(
-        self, registry: Registry, namespace: str, data: RunData, cleanup: Cleanup, profile: str
+        self, registry: RegistryClient, namespace: str, data: RunData, cleanup: Cleanup, profile: str
     ) -> None:
         self.registry = registry
         self.profile = profile
@@ -124,7 +124,7 @@ class Docker:
 
 @pytest.fixture(scope="module")
 def docker(
-    registry: Registry, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
+    registry: RegistryClient, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
 ) -> Docker:
     return Docker(registry, namespace, run_data, cleanup, profile_of(pytestconfig))
 

@@ -13,13 +13,13 @@ import typing as t
 import pytest
 import requests
 
-from conformance.checks import after
+from conformance.assertions import after
 from conformance.data import MANIFEST_ACCEPT
 from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
 
 if t.TYPE_CHECKING:
-    from conformance.client import Registry
+    from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import RunData
 
@@ -36,7 +36,9 @@ def tags_of(response: requests.Response) -> list[str]:
 class Management:
     """The workflow's state; each request runs once, when the first check needs it."""
 
-    def __init__(self, registry: Registry, repo: str, data: RunData, cleanup: Cleanup, profile: str) -> None:
+    def __init__(
+        self, registry: RegistryClient, repo: str, data: RunData, cleanup: Cleanup, profile: str
+    ) -> None:
         self.registry = registry
         self.profile = profile
         self.repo = repo
@@ -90,7 +92,7 @@ class Management:
 
 @pytest.fixture(scope="module")
 def management(
-    registry: Registry, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
+    registry: RegistryClient, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
 ) -> Management:
     return Management(registry, f"{namespace}/management", run_data, cleanup, profile_of(pytestconfig))
 

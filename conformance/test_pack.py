@@ -14,12 +14,12 @@ import typing as t
 import pytest
 import requests
 
-from conformance.checks import after
+from conformance.assertions import after
 from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
 
 if t.TYPE_CHECKING:
-    from conformance.client import Registry
+    from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import RunData
 
@@ -30,7 +30,7 @@ class Pack:
     """A repository holding an image and a logo, pushed once, when the first check needs it."""
 
     def __init__(
-        self, registry: Registry, namespace: str, data: RunData, cleanup: Cleanup, profile: str
+        self, registry: RegistryClient, namespace: str, data: RunData, cleanup: Cleanup, profile: str
     ) -> None:
         self.registry = registry
         self.repo = f"{namespace}/pack"
@@ -75,7 +75,7 @@ class Pack:
 
 @pytest.fixture(scope="module")
 def pack(
-    registry: Registry, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
+    registry: RegistryClient, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
 ) -> Pack:
     return Pack(registry, namespace, run_data, cleanup, profile_of(pytestconfig))
 

@@ -15,10 +15,10 @@ import typing as t
 import pytest
 import requests
 
-from conformance.checks import after
-from conformance.checks import assert_digest_header
-from conformance.checks import assert_size_header
-from conformance.checks import not_applicable
+from conformance.assertions import after
+from conformance.assertions import assert_digest_header
+from conformance.assertions import assert_size_header
+from conformance.assertions import not_applicable
 from conformance.client import error_codes
 from conformance.data import DUMMY_DIGEST
 from conformance.data import ERROR_CODES
@@ -28,7 +28,7 @@ from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
 
 if t.TYPE_CHECKING:
-    from conformance.client import Registry
+    from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import Blob
     from conformance.data import Manifest
@@ -42,7 +42,9 @@ TAG = "tagtest0"
 class Pull:
     """The workflow's state; each request runs once, when the first check needs it."""
 
-    def __init__(self, registry: Registry, repo: str, data: RunData, cleanup: Cleanup, profile: str) -> None:
+    def __init__(
+        self, registry: RegistryClient, repo: str, data: RunData, cleanup: Cleanup, profile: str
+    ) -> None:
         self.registry = registry
         self.repo = repo
         self.data = data
@@ -107,7 +109,7 @@ class Pull:
 
 @pytest.fixture(scope="module")
 def pull(
-    registry: Registry, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
+    registry: RegistryClient, namespace: str, run_data: RunData, cleanup: Cleanup, pytestconfig: pytest.Config
 ) -> Pull:
     return Pull(registry, f"{namespace}/pull", run_data, cleanup, profile_of(pytestconfig))
 

@@ -16,11 +16,11 @@ import typing as t
 import pytest
 import requests
 
-from conformance.checks import after
-from conformance.checks import assert_digest_header
-from conformance.checks import assert_digest_if_present
-from conformance.checks import assert_size_header
-from conformance.checks import not_applicable
+from conformance.assertions import after
+from conformance.assertions import assert_digest_header
+from conformance.assertions import assert_digest_if_present
+from conformance.assertions import assert_size_header
+from conformance.assertions import not_applicable
 from conformance.client import location
 from conformance.client import path_of
 from conformance.client import with_query
@@ -34,7 +34,7 @@ from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
 
 if t.TYPE_CHECKING:
-    from conformance.client import Registry
+    from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import Blob
     from conformance.data import Manifest
@@ -72,7 +72,7 @@ class Push:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: RegistryClient,
         repo: str,
         crossmount: str,
         data: RunData,
@@ -393,7 +393,7 @@ class Upload:
 
 @pytest.fixture(scope="module")
 def push(
-    registry: Registry,
+    registry: RegistryClient,
     namespace: str,
     crossmount_namespace: str,
     run_data: RunData,

@@ -102,7 +102,7 @@ def protocol_context(tls: TLSConfig) -> ssl.SSLContext:
         warnings.simplefilter("ignore", DeprecationWarning)
         context.minimum_version = minimum
     _set_ciphers(context, tls, minimum)
-    # Werkzeug speaks HTTP/1.1 only; distribution would also offer h2.
+    # The server (emulator.serving, on h11) speaks HTTP/1.1 only; distribution would also offer h2.
     context.set_alpn_protocols(["http/1.1"])
     return context
 

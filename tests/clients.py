@@ -10,7 +10,6 @@ Typical use::
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import typing as t
 from pathlib import Path
@@ -20,19 +19,14 @@ import pytest
 if t.TYPE_CHECKING:
     import oras.client
 
-__all__ = ["build_image", "needs_tools", "oras_client", "skopeo", "tools_available"]
+__all__ = ["build_image", "needs_tools", "oras_client", "skopeo"]
 
 #: Seconds any single client command may take; generous for slow CI machines.
 COMMAND_TIMEOUT = 600.0
 
 
-def tools_available() -> bool:
-    """Whether ``skopeo`` and ``umoci`` are on ``PATH``."""
-    return all(shutil.which(tool) for tool in ("skopeo", "umoci"))
-
-
-#: Skips a test when skopeo or umoci is missing.
-needs_tools = pytest.mark.skipif(not tools_available(), reason="skopeo and umoci are needed")
+#: A test that builds and copies images with skopeo and umoci (see :mod:`tests.peers` for a missing one).
+needs_tools = pytest.mark.needs("skopeo", "umoci")
 
 
 def _run(command: t.Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -141,7 +140,7 @@ def test_non_bcrypt_hashes_never_match_and_are_warned_about_once(tmp_path: Path,
 
 
 @pytest.mark.peers
-@pytest.mark.skipif(shutil.which("htpasswd") is None, reason="htpasswd (apache2-utils) is needed")
+@pytest.mark.needs("htpasswd")
 def test_hashes_from_apache_htpasswd_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "htpasswd"
     subprocess.run(["htpasswd", "-Bbc", str(path), "dave", "s3cret pass"], check=True, capture_output=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import emulator
 from conformance import report
 from conformance.plugin import spec_of
 from conformance.render import body
@@ -99,7 +100,6 @@ def _garbage_app(environ: WSGIEnvironment, start_response: StartResponse) -> t.I
 
 @pytest.fixture
 def garbage_registry() -> t.Iterator[str]:
-    emulator = pytest.importorskip("emulator")
     with emulator.serve_wsgi(_garbage_app) as server:
         yield server.url
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from pax_registry_fixtures.distribution import DistributionServer
-from pax_registry_fixtures.distribution import distribution_available
 from pax_registry_fixtures.process import RegistryProcess
 from tests.clients import build_image
 from tests.clients import needs_tools
@@ -23,7 +22,7 @@ from tests.clients import skopeo
 pytestmark = [
     pytest.mark.peers,
     needs_tools,
-    pytest.mark.skipif(not distribution_available(), reason="docker-registry is not installed"),
+    pytest.mark.needs("docker-registry"),
 ]
 
 REPOSITORY = "compat/team/img"

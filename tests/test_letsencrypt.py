@@ -35,7 +35,7 @@ from pax_registry_fixtures.process import free_port
 
 pytestmark = [
     pytest.mark.peers,
-    pytest.mark.skipif(shutil.which("pebble") is None, reason="pebble is needed"),
+    pytest.mark.needs("pebble"),
 ]
 
 pytest.importorskip("acme")

@@ -120,19 +120,11 @@ def test_oras_pushes_to_pax_registry(
 # -- an S3-backed registry ---------------------------------------------------------------------------------
 
 
-def _needs_s3_driver() -> None:
-    try:
-        import emulator.drivers.s3  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"the emulator's S3 driver (emulator/drivers/s3.py) is not available: {e}")
-
-
 @pytest.mark.peers
 @needs_tools
 def test_skopeo_and_oras_push_to_an_s3_backed_registry(
     pax_registry_factory: RegistryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _needs_s3_driver()
     registry = pax_registry_factory(storage="s3")
     assert registry.s3 is not None
     source = build_image(tmp_path, layers=2)

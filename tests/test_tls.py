@@ -21,7 +21,6 @@ import yaml
 
 import emulator
 from pax_registry_fixtures.distribution import DistributionServer
-from pax_registry_fixtures.distribution import distribution_available
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.process import clean_environ
 from tests.clients import build_image
@@ -31,8 +30,8 @@ from tests.clients import skopeo
 
 TIMEOUT = 60.0
 USER, PASSWORD = "alice", "wonderland"
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed")
-needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is needed")
+needs_openssl = pytest.mark.needs("openssl")
+needs_curl = pytest.mark.needs("curl")
 
 
 @dataclasses.dataclass
@@ -446,7 +445,7 @@ def failure_kind(stderr: str) -> str:
 
 @pytest.mark.peers
 @needs_tools
-@pytest.mark.skipif(not distribution_available(), reason="docker-registry is needed")
+@pytest.mark.needs("docker-registry")
 @pytest.mark.parametrize("case", ["no-credentials", "wrong-password", "no-client-cert", "other-ca-cert"])
 def test_skopeo_failures_match_distribution(pki: PKI, tmp_path: Path, case: str) -> None:
     mtls = case in ("no-client-cert", "other-ca-cert")

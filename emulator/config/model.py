@@ -186,10 +186,6 @@ class LoadedConfig:
     warnings: tuple[str, ...]
 
 
-# The document's shape: it guides environment overrides and finds unknown keys. Sections distribution
-# has but the emulator ignores are ANY, so that they neither warn nor get checked.
-
-
 def split_addr(addr: str) -> tuple[str, int]:
     """Split a tcp listen address (``:5000``, ``127.0.0.1:5000``, ``[::1]:5000``) into host and port.
 

@@ -1,4 +1,5 @@
-"""What the checks share: workflow steps, skips for unmet preconditions, and the header rules.
+"""The assertions and outcomes the checks share: workflow steps, skips for unmet preconditions, and the
+header rules.
 
 Verdicts beyond pass and fail live in :mod:`conformance.verdicts`; the helpers here only judge (with
 asserts) or call it with a row.
