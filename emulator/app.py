@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime
 import http
-import json
 import logging
 import secrets
 import typing as t
-from dataclasses import dataclass
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
@@ -23,6 +21,7 @@ from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
 from . import routes
+from .context import Context
 from .drivers.base import InvalidPath
 from .drivers.base import StorageUnavailable
 from .drivers.filesystem import StorageFailure
@@ -35,16 +34,24 @@ from .errors import TagInvalid
 from .errors import Unavailable
 from .errors import Unknown
 from .errors import Unsupported
+from .errors import error_for
+from .handlers import blobs
+from .handlers import catalog
+from .handlers import manifests
+from .handlers import referrers
+from .handlers import tags
+from .handlers import uploads
+from .handlers import version_check
 from .handlers.common import parse_digest
 from .logs import access_log
 from .logs import combined_log_line
 from .logs import log
 from .logs import request_uri
-from .reference import is_valid_host
 from .reference import is_valid_name
 from .reference import is_valid_tag
 from .reference import is_valid_upload_id
 from .reference import looks_like_digest
+from .storage.errors import Problem
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -58,60 +65,20 @@ API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 
 
-@dataclass
-class Context:
-    """What a handler needs about the request it serves."""
-
-    request: Request
-    registry: Registry
-    config: Config
-    secret: bytes
-    adapter: MapAdapter
-    api: str
-
-    def url_for(self, endpoint: str, **values: t.Any) -> str:
-        """A ``Location`` for ``endpoint``: absolute unless ``http.relativeurls`` is set."""
-        path = self.adapter.build(f"{self.api}.{endpoint}", values)
-        if self.config.http.relativeurls:
-            return path
-        return self.base_url() + path
-
-    def base_url(self) -> str:
-        if self.config.http.host:
-            return self.config.http.host.rstrip("/")
-        headers = self.request.headers
-        # What a proxy says counts only if it is well formed: a forged value must not end up in Location.
-        scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        if scheme not in ("http", "https"):
-            scheme = self.request.scheme
-        host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        if not is_valid_host(host):
-            host = self.request.host
-        return f"{scheme}://{host}"
-
-
 Handler = t.Callable[..., Response]
 
 
-def _handlers() -> dict[str, Handler]:
-    from .handlers import base
-    from .handlers import blobs
-    from .handlers import catalog
-    from .handlers import manifests
-    from .handlers import referrers
-    from .handlers import tags
-    from .handlers import uploads
-
-    return {
-        routes.BASE: base.api_base,
-        routes.CATALOG: catalog.get_catalog,
-        routes.TAGS: tags.list_tags,
-        routes.MANIFEST: manifests.dispatch,
-        routes.BLOB: blobs.dispatch,
-        routes.UPLOAD_START: uploads.start,
-        routes.UPLOAD: uploads.dispatch,
-        routes.REFERRERS: referrers.list_referrers,
-    }
+#: The handler of each endpoint of :mod:`emulator.routes`.
+HANDLERS: dict[str, Handler] = {
+    routes.VERSION_CHECK: version_check.version_check,
+    routes.CATALOG: catalog.get_catalog,
+    routes.TAGS: tags.list_tags,
+    routes.MANIFEST: manifests.dispatch,
+    routes.BLOB: blobs.dispatch,
+    routes.UPLOAD_START: uploads.start,
+    routes.UPLOAD: uploads.dispatch,
+    routes.REFERRERS: referrers.list_referrers,
+}
 
 
 class RegistryApp:
@@ -122,7 +89,7 @@ class RegistryApp:
         self.registry = registry
         self.authenticator = authenticator
         self.url_map = routes.build_map(config.http.prefix)
-        self.handlers = _handlers()
+        self.handlers = HANDLERS
         self.headers = [(k, v) for k, values in config.http.headers.items() for v in values]
         # Without a configured secret, upload state tokens are signed with a key that lives as long
         # as the process, as distribution does (and warns about at start).
@@ -175,6 +142,8 @@ class RegistryApp:
             response = self._dispatch(request, adapter, api, name, values)
         except RegistryError as e:
             response = e.get_response()
+        except Problem as e:
+            response = error_for(e).get_response()
         except StorageUnavailable as e:
             response = Unavailable({"reason": "storage backend unavailable, retry later"}).get_response()
             log.warning("storage unavailable serving %s %s: %s", request.method, request.path, e)
@@ -265,11 +234,6 @@ def check_route_values(method: str, values: t.Mapping[str, t.Any]) -> dict[str, 
             # Something that is neither tag nor digest names no manifest: 404, as the spec requires.
             raise ManifestUnknown({"reference": reference})
     return checked
-
-
-def json_response(document: t.Any, *, status: int = 200, mimetype: str = "application/json") -> Response:
-    body = json.dumps(document)
-    return Response(body, status=status, content_type=f"{mimetype}; charset=utf-8")
 
 
 def make_app(config: Config) -> RegistryApp:

@@ -36,16 +36,13 @@ from dataclasses import field
 
 import bcrypt
 from werkzeug.wrappers import Request
-from werkzeug.wrappers import Response
 
-from .errors import RegistryError
+from .errors import BadRequestNoBody
 from .errors import Unauthorized
 from .logs import log
 from .turns import leave_turn
 
 if t.TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
-
     from .config import HtpasswdConfig
 
 BCRYPT_PREFIXES = (b"$2y$", b"$2b$", b"$2a$")
@@ -64,27 +61,6 @@ VERIFIED_TTL_SECONDS = 60.0
 VERIFIED_MAX_ENTRIES = 4096
 #: The characters of bcrypt's base64, which a hash's salt and checksum are written in.
 _BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-
-class BadRequestNoBody(RegistryError):
-    """distribution answers an unreadable or malformed htpasswd file with a bare 400 and no body
-    ("just return a bad request with no information")."""
-
-    code, error_code, message = 400, "", ""
-
-    def get_body(self, environ: WSGIEnvironment | None = None, scope: dict[str, t.Any] | None = None) -> str:
-        return ""
-
-    def get_headers(
-        self, environ: WSGIEnvironment | None = None, scope: dict[str, t.Any] | None = None
-    ) -> list[tuple[str, str]]:
-        return []
-
-    def get_response(self, environ: t.Any = None, scope: t.Any = None) -> Response:
-        response = t.cast(Response, super().get_response(environ))
-        # Werkzeug fills in text/plain; Go sends no Content-Type for an empty body.
-        del response.headers["Content-Type"]
-        return response
 
 
 class VerifiedPasswords:

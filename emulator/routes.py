@@ -9,7 +9,7 @@ from werkzeug.routing import Map
 from werkzeug.routing import Rule
 
 #: Endpoint names, used by handlers to build ``Location`` URLs from the same table.
-BASE = "base"
+VERSION_CHECK = "version_check"
 CATALOG = "catalog"
 TAGS = "tags"
 MANIFEST = "manifest"
@@ -44,7 +44,7 @@ def api_rules(root: str, api: str) -> list[Rule]:
     """
 
     return [
-        Rule(f"{root}/", endpoint=f"{api}.{BASE}", methods=None, strict_slashes=False),
+        Rule(f"{root}/", endpoint=f"{api}.{VERSION_CHECK}", methods=None, strict_slashes=False),
         Rule(f"{root}/_catalog", endpoint=f"{api}.{CATALOG}", methods=READ),
         Rule(f"{root}/<name:name>/tags/list", endpoint=f"{api}.{TAGS}", methods=READ),
         Rule(

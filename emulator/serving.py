@@ -63,6 +63,7 @@ from urllib.parse import unquote_to_bytes
 import h11
 
 from .config.model import HTTPConfig
+from .drivers.base import StorageDriver
 from .reference import is_valid_host
 from .turns import LEAVE_TURN
 
@@ -1085,9 +1086,9 @@ def create_server(
 
 
 def _local_storage(app: WSGIApplication) -> bool:
-    """Whether ``app`` is a registry on filesystem or in-memory storage (see :class:`Server`)."""
+    """Whether ``app`` is a registry on storage this machine answers (see :class:`Server`)."""
     driver = getattr(getattr(app, "registry", None), "driver", None)
-    return getattr(driver, "name", None) in ("filesystem", "inmemory")
+    return isinstance(driver, StorageDriver) and driver.local
 
 
 class BackgroundServer:

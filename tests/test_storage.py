@@ -15,13 +15,17 @@ import pytest
 from emulator.drivers.base import StorageDriver
 from emulator.drivers.filesystem import FileSystemDriver
 from emulator.drivers.inmemory import InMemoryDriver
-from emulator.errors import BlobUploadUnknown
-from emulator.errors import RangeInvalid
+from emulator.errors import PROBLEMS
+from emulator.errors import error_for
 from emulator.reference import Digest
+from emulator.storage import errors as problems
 from emulator.storage import paths
 from emulator.storage.blobs import BlobStore
 from emulator.storage.cache import BlobDescriptorCache
 from emulator.storage.cache import Descriptor
+from emulator.storage.errors import BlobUploadUnknown
+from emulator.storage.errors import RangeInvalid
+from emulator.storage.tags import TagStore
 from emulator.storage.uploads import UploadStore
 
 HEX = "ab" + "0" * 62
@@ -57,19 +61,6 @@ DIGEST = Digest("sha256", HEX)
 )
 def test_paths_are_distributions_layout(path: str, expected: str) -> None:
     assert path == expected
-
-
-def test_only_paths_knows_the_layout() -> None:
-    package = pathlib.Path(__file__).resolve().parents[1] / "emulator"
-    offenders = [
-        str(source.relative_to(package))
-        for source in package.rglob("*.py")
-        if source.name != "paths.py"
-        and any(
-            name in source.read_text() for name in ('"_manifests', '"_uploads', '"_layers', "/_manifests/")
-        )
-    ]
-    assert offenders == []
 
 
 def test_descriptor_cache_is_a_bounded_lru() -> None:
@@ -161,8 +152,11 @@ def test_a_second_writer_is_refused_at_once_with_the_committed_range(uploads: Up
     ):
         with pytest.raises(RangeInvalid) as refused:
             attempt()
-        assert ("Range", "0-9") in refused.value.get_headers()  # where the client can resume
-        assert "being written by another request" in refused.value.get_body()
+        assert refused.value.committed == 10  # where the client can resume
+        error = error_for(refused.value)
+        assert (error.code, error.error_code) == (416, "RANGE_INVALID")
+        assert ("Range", "0-9") in error.get_headers()
+        assert "being written by another request" in error.get_body()
     assert time.monotonic() - began < 1  # refused, not queued behind the stalled writer
     stalled.release(fail=True)
     thread.join(10)
@@ -188,7 +182,8 @@ def test_the_refused_range_is_what_was_committed_also_after_a_restart(driver: St
     assert stalled.started.wait(10)
     with pytest.raises(RangeInvalid) as refused:
         store.append("app", upload, [b"z"])
-    assert ("Range", "0-99") in refused.value.get_headers()
+    assert refused.value.committed == 100
+    assert ("Range", "0-99") in error_for(refused.value).get_headers()
     assert store.status("app", upload).size == 100
     stalled.release(fail=False)
     thread.join(10)
@@ -313,3 +308,58 @@ def test_filesystem_writes_are_synced_before_they_become_visible(
     assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
     assert events[-1] == ("fsync", "data")
     assert driver.get_content("/a/data") == b"onetwo"
+
+
+# -- driver capabilities and storage problems -----------------------------------------------------------
+
+
+class CountingReads(FileSystemDriver):
+    """A filesystem driver under another name, counting reads: what the tag store does depends on
+    what the driver declares, not on what it is called."""
+
+    name = "counting"
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.reads = 0
+
+    def get_content(self, path: str) -> bytes:
+        self.reads += 1
+        return super().get_content(path)
+
+
+class CountingReadsOfRemoteFiles(CountingReads):
+    local_files = False
+
+
+@pytest.mark.parametrize(("driver_class", "reads"), [(CountingReads, 1), (CountingReadsOfRemoteFiles, 3)])
+def test_the_tag_store_remembers_links_only_on_drivers_with_local_files(
+    tmp_path: pathlib.Path, driver_class: type[CountingReads], reads: int
+) -> None:
+    driver = driver_class(str(tmp_path))
+    store = TagStore(driver)
+    store.tag("app", "v1", DIGEST)
+    old(tmp_path / paths.tag_current_link("app", "v1").lstrip("/"))
+    assert [store.resolve("app", "v1") for _ in range(3)] == [DIGEST] * 3
+    assert driver.reads == reads
+
+
+def test_every_storage_problem_reaches_the_client_as_an_oci_error() -> None:
+    declared = {
+        value
+        for value in vars(problems).values()
+        if isinstance(value, type) and issubclass(value, problems.Problem) and value is not problems.Problem
+    }
+    assert declared == set(PROBLEMS)
+    for problem_class in declared:
+        problem = (
+            problems.RangeInvalid({"size": 0}, committed=0)
+            if problem_class is problems.RangeInvalid
+            else problem_class({"size": 0})
+        )
+        error = error_for(problem)
+        assert type(error) is PROBLEMS[problem_class]
+        assert (error.detail, error.message) == ({"size": 0}, PROBLEMS[problem_class].message)
+    precise = error_for(problems.RangeInvalid(None, committed=5, message="chunk starts at 9"))
+    assert precise.message == "chunk starts at 9"
+    assert ("Range", "0-4") in precise.get_headers()

@@ -95,6 +95,13 @@ class StorageDriver(abc.ABC):
 
     #: The name used in ``storage:`` configuration.
     name: t.ClassVar[str]
+    #: Every operation is answered by this machine (its memory or a local disk), never after a round
+    #: trip to a service: a request may hold the server's turn while it calls the driver.
+    local: t.ClassVar[bool] = False
+    #: Files are files of the local filesystem: a ``stat`` is cheaper than a read, and a file's size
+    #: and modification time (the filesystem's own clock) change when its content does, so what was
+    #: read may be remembered while they stay the same.
+    local_files: t.ClassVar[bool] = False
 
     @abc.abstractmethod
     def get_content(self, path: str) -> bytes:

@@ -93,6 +93,8 @@ class _MemoryWriter(FileWriter):
 
 class InMemoryDriver(StorageDriver):
     name = "inmemory"
+    local = True
+    local_files = False
 
     def __init__(self) -> None:
         # A tree of dicts: directories map names to children, leaves are files. Lookups cost the

@@ -326,6 +326,8 @@ class S3Driver(StorageDriver):
     """
 
     name = "s3"
+    local = False
+    local_files = False
 
     def __init__(self, config: S3Config | None, *, client: t.Any = None) -> None:
         if config is None:

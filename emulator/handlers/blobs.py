@@ -8,7 +8,7 @@ import typing as t
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
-from ..app import Context
+from ..context import Context
 from ..drivers.base import CHUNK_SIZE
 from ..errors import RangeInvalid
 from ..errors import Unsupported

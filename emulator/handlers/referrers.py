@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
-from ..app import Context
-from ..app import json_response
+from ..context import Context
+from ..context import json_response
 from ..reference import Digest
 from ..storage.manifests import OCI_INDEX
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from werkzeug.wrappers import Response
 
 from .. import routes
-from ..app import Context
-from ..app import json_response
+from ..context import Context
+from ..context import json_response
 from .common import next_link
 from .common import page_size
 from .common import paginate

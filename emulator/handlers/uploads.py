@@ -8,15 +8,15 @@ from werkzeug.wrappers import Response
 
 from .. import routes
 from .. import uploadstate
-from ..app import Context
+from ..context import Context
 from ..errors import BlobUploadInvalid
 from ..errors import RangeInvalid
 from ..errors import SizeInvalid
+from ..errors import range_header
 from ..reference import Digest
 from ..reference import InvalidDigest
 from ..reference import is_valid_name
 from ..storage.uploads import UploadStatus
-from ..storage.uploads import range_header
 from ..turns import leave_turn
 from .common import body_chunks
 from .common import parse_digest

@@ -6,11 +6,11 @@ import typing as t
 
 from ..drivers.base import PathNotFound
 from ..drivers.base import StorageDriver
-from ..errors import BlobUnknown
 from ..reference import Digest
 from . import paths
 from .cache import BlobDescriptorCache
 from .cache import Descriptor
+from .errors import BlobUnknown
 
 
 class BlobStore:

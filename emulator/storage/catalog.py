@@ -15,18 +15,17 @@ def repositories(driver: StorageDriver) -> list[str]:
     """
     found: list[str] = []
 
-    def visit(path: str, name: str) -> None:
+    def visit(path: str) -> None:
         try:
             children = driver.list(path)
         except PathNotFound:
             return
-        leaf_names = [c.rsplit("/", 1)[-1] for c in children]
-        if paths.LAYERS in leaf_names:
-            found.append(name)
-        for child, leaf in zip(children, leaf_names, strict=True):
+        if any(paths.is_layers(child) for child in children):
+            found.append(paths.repository_name_of(path))
+        for child in children:
             # Files cannot hold repositories; list() on one raises PathNotFound and is skipped.
-            if not leaf.startswith("_"):
-                visit(child, f"{name}/{leaf}" if name else leaf)
+            if not paths.is_repository_own(child):
+                visit(child)
 
-    visit(paths.REPOSITORIES, "")
+    visit(paths.REPOSITORIES)
     return sorted(found)

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from ..drivers.base import PathNotFound
 from ..drivers.base import StorageDriver
-from ..errors import ManifestBlobUnknown
-from ..errors import ManifestInvalid
-from ..errors import ManifestUnknown
 from ..reference import Digest
 from ..reference import InvalidDigest
 from . import paths
 from .blobs import BlobStore
+from .errors import ManifestBlobUnknown
+from .errors import ManifestInvalid
+from .errors import ManifestUnknown
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -228,7 +228,7 @@ class ManifestStore:
     def delete(self, name: str, digest: Digest) -> None:
         if not self.exists(name, digest):
             raise ManifestUnknown({"digest": str(digest)})
-        self.driver.delete(paths.manifest_revision_link(name, digest).rsplit("/", 1)[0])
+        self.driver.delete(paths.manifest_revision(name, digest))
 
     def digests(self, name: str) -> list[Digest]:
         found = []
@@ -238,7 +238,6 @@ class ManifestStore:
             return []
         for algorithm_dir in algorithms:
             for entry in self.driver.list(algorithm_dir):
-                algorithm, hex_ = entry.rsplit("/", 2)[-2:]
-                if self.driver.exists(f"{entry}/link"):
-                    found.append(Digest(algorithm, hex_))
+                if self.driver.exists(paths.revision_link(entry)):
+                    found.append(paths.revision_digest_of(entry))
         return found

@@ -9,8 +9,8 @@ from __future__ import annotations
 import typing as t
 
 from ..drivers.base import PathNotFound
-from ..errors import ManifestInvalid
 from ..reference import Digest
+from .errors import ManifestInvalid
 from .manifests import ManifestStore
 from .manifests import parse_stored
 

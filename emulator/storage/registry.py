@@ -9,9 +9,6 @@ from __future__ import annotations
 import typing as t
 
 from ..drivers.base import StorageDriver
-from ..errors import DigestInvalid
-from ..errors import ManifestUnknown
-from ..errors import TagInvalid
 from ..reference import Digest
 from ..reference import is_valid_tag
 from ..reference import looks_like_digest
@@ -19,6 +16,9 @@ from . import catalog
 from .blobs import BlobStore
 from .cache import BlobDescriptorCache
 from .cache import Descriptor
+from .errors import DigestInvalid
+from .errors import ManifestUnknown
+from .errors import TagInvalid
 from .manifests import ManifestStore
 from .manifests import ParsedManifest
 from .manifests import StoredManifest

@@ -1,7 +1,8 @@
 """Tags: names pointing at manifest digests, with the history distribution keeps in ``index/``.
 
-On filesystem storage, what was read is remembered and trusted while the file (or the tags directory)
-keeps its size and modification time: one ``stat`` instead of reading a link on every manifest GET, and
+On drivers with local files (:attr:`~emulator.drivers.base.StorageDriver.local_files`: the filesystem),
+what was read is remembered and trusted while the file (or the tags directory) keeps its size and
+modification time: one ``stat`` instead of reading a link on every manifest GET, and
 no walk over every tag on every page of a tags list. Another process (docker-registry, a second emulator)
 may write the same storage, so nothing is trusted on the word of this process alone; and nothing modified
 within :data:`SETTLE_SECONDS` of being read is remembered, since two writes inside one tick of the
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 
 from ..drivers.base import PathNotFound
 from ..drivers.base import StorageDriver
-from ..errors import ManifestUnknown
-from ..errors import NameUnknown
 from ..reference import Digest
 from ..reference import InvalidDigest
 from . import paths
+from .errors import ManifestUnknown
+from .errors import NameUnknown
 
 #: Files and directories modified less than this long before they were read are not remembered.
 SETTLE_SECONDS = 2.0
@@ -52,8 +53,7 @@ class _TagList:
 class TagStore:
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
-        # Only where a stat is cheaper than a read and times are the filesystem's own.
-        self._remember = driver.name == "filesystem"
+        self._remember = driver.local_files
         self._links: dict[tuple[str, str], tuple[_Seen, Digest]] = {}
         self._lists: dict[str, _TagList] = {}
         self._lock = threading.Lock()
@@ -120,7 +120,7 @@ class TagStore:
             raise NameUnknown({"name": name}) from None
         tags: builtins.list[str] = []
         pending: builtins.list[str] = []
-        for tag in sorted(entry.rsplit("/", 1)[-1] for entry in entries):
+        for tag in sorted(paths.tag_of(entry) for entry in entries):
             (tags if self.driver.exists(paths.tag_current_link(name, tag)) else pending).append(tag)
         if seen is not None and seen.settled():
             with self._lock:

@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from ..drivers.base import CHUNK_SIZE
 from ..drivers.base import PathNotFound
 from ..drivers.base import StorageDriver
-from ..errors import BlobUploadUnknown
-from ..errors import DigestInvalid
-from ..errors import RangeInvalid
-from ..errors import SizeInvalid
 from ..logs import log
 from ..reference import Digest
 from . import paths
 from .blobs import BlobStore
 from .cache import Descriptor
+from .errors import BlobUploadUnknown
+from .errors import DigestInvalid
+from .errors import RangeInvalid
+from .errors import SizeInvalid
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class UploadStore:
         if not dry_run:
             for path in purged:
                 with self._states_lock:
-                    self._states.pop(path.rsplit("/", 1)[-1], None)
+                    self._states.pop(paths.upload_id_of(path), None)
                 with contextlib.suppress(PathNotFound):  # finished or cancelled meanwhile
                     self.driver.delete(path)
         orphans = self.driver.remove_orphans(older_than, dry_run=dry_run)
@@ -175,10 +175,11 @@ class UploadStore:
 
     def _uploads_started_before(self, older_than: datetime.datetime) -> t.Iterator[str]:
         for info in self.driver.walk(paths.REPOSITORIES):
-            if not (info.is_dir and info.path.rsplit("/", 2)[-2] == paths.UPLOADS):
+            if not (info.is_dir and paths.is_upload(info.path)):
                 continue
+            started_at = paths.upload_started_at_in(info.path)
             try:
-                started = _parse_rfc3339(self.driver.get_content(f"{info.path}/startedat").decode())
+                started = _parse_rfc3339(self.driver.get_content(started_at).decode())
             except (PathNotFound, ValueError):
                 # Killed inside ``start``, or written by something else: the directory's time will do.
                 started = datetime.datetime.fromtimestamp(info.modtime, datetime.UTC)
@@ -187,7 +188,7 @@ class UploadStore:
 
     def _busy(self, path: str) -> bool:
         with self._states_lock:
-            state = self._states.get(path.rsplit("/", 1)[-1])
+            state = self._states.get(paths.upload_id_of(path))
         return state is not None and state.busy.locked()
 
     @contextlib.contextmanager
@@ -213,8 +214,8 @@ class UploadStore:
             size = self._stored_status(name, upload_id).size
         return RangeInvalid(
             {"uuid": upload_id, "size": size},
+            committed=size,
             message="upload is being written by another request; resume from its Range when that ends",
-            headers=_range_headers(size),
         )
 
     def _append(
@@ -231,8 +232,8 @@ class UploadStore:
         if start is not None and start != status.size:
             raise RangeInvalid(
                 {"size": status.size, "start": start},
+                committed=status.size,
                 message=f"chunk starts at {start}, upload is at {status.size}",
-                headers=_range_headers(status.size),
             )
         hasher = state.hasher.copy() if state.offset == status.size else None
         written = 0
@@ -267,15 +268,6 @@ class UploadStore:
             while chunk := reader.read(CHUNK_SIZE):
                 hasher.update(chunk)
         return Digest(algorithm, hasher.hexdigest())
-
-
-def range_header(size: int) -> str:
-    """The ``Range`` an upload reports: the inclusive last byte, ``0-0`` when empty."""
-    return f"0-{max(size - 1, 0)}"
-
-
-def _range_headers(size: int) -> dict[str, str]:
-    return {"Range": range_header(size)}
 
 
 def _rfc3339(moment: datetime.datetime) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Response
 
-from ..app import Context
+from ..context import Context
+from ..context import json_response
 
 
-def api_base(ctx: Context) -> Response:
-    return Response("{}", content_type="application/json; charset=utf-8")
+def version_check(ctx: Context) -> Response:
+    return json_response({})

@@ -1,0 +1,58 @@
+"""What a handler gets from the app: the request's :class:`Context`, and the JSON response helper.
+
+It sits below both :mod:`emulator.app` and :mod:`emulator.handlers`, so that the app imports the
+handlers and no handler imports the app.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from dataclasses import dataclass
+
+from werkzeug.routing import MapAdapter
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response
+
+from .reference import is_valid_host
+
+if t.TYPE_CHECKING:
+    from .config import Config
+    from .storage.registry import Registry
+
+
+@dataclass
+class Context:
+    """What a handler needs about the request it serves."""
+
+    request: Request
+    registry: Registry
+    config: Config
+    secret: bytes
+    adapter: MapAdapter
+    api: str
+
+    def url_for(self, endpoint: str, **values: t.Any) -> str:
+        """A ``Location`` for ``endpoint``: absolute unless ``http.relativeurls`` is set."""
+        path = self.adapter.build(f"{self.api}.{endpoint}", values)
+        if self.config.http.relativeurls:
+            return path
+        return self.base_url() + path
+
+    def base_url(self) -> str:
+        if self.config.http.host:
+            return self.config.http.host.rstrip("/")
+        headers = self.request.headers
+        # What a proxy says counts only if it is well formed: a forged value must not end up in Location.
+        scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        if scheme not in ("http", "https"):
+            scheme = self.request.scheme
+        host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        if not is_valid_host(host):
+            host = self.request.host
+        return f"{scheme}://{host}"
+
+
+def json_response(document: t.Any, *, status: int = 200, mimetype: str = "application/json") -> Response:
+    body = json.dumps(document)
+    return Response(body, status=status, content_type=f"{mimetype}; charset=utf-8")
