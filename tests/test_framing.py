@@ -34,7 +34,7 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
     from _typeshed.wsgi import WSGIEnvironment
 
-    from pax_registry_fixtures.server import RegistryFactory
+    from pax_registry_fixtures.factory import RegistryFactory
     from pax_registry_fixtures.server import RegistryServer
 
 #: How long a server may take to answer a request, and to close a connection it must close.

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import requests
 
-from pax_registry_fixtures.server import RegistryFactory
+from pax_registry_fixtures.factory import RegistryFactory
 from pax_registry_fixtures.server import RegistryServer
 
 SEED = int(os.environ.get("PAX_FUZZ_SEED", "1010"))

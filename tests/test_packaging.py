@@ -152,7 +152,7 @@ def test_installs_beside_testing_cabals_fixtures_in_either_order(
 
 
 #: A section of each configuration that needs an extra, the key the error names, and the message.
-NEEDS_AN_EXTRA = {
+NEEDS_AN_EXTRA: dict[str, tuple[dict[str, object], str]] = {
     "s3": (
         {"storage": {"s3": {"region": "us-east-1", "bucket": "registry"}}},
         "storage.s3: needs the boto3 package: pip install 'pax-registry-harness[s3]'",

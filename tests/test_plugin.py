@@ -30,8 +30,8 @@ from pax_registry_fixtures import Htpasswd
 from pax_registry_fixtures import RegistryFactory
 from pax_registry_fixtures import RegistryServer
 from pax_registry_fixtures import TLSFiles
-from pax_registry_fixtures.server import OCI_MANIFEST
-from pax_registry_fixtures.server import build_document
+from pax_registry_fixtures.config import build_document
+from pax_registry_fixtures.seeding import OCI_MANIFEST
 
 if t.TYPE_CHECKING:
     from pax_registry_fixtures.s3 import S3Bucket
@@ -230,7 +230,7 @@ def test_a_failing_assert_request_made_shows_the_test_line_then_the_message(
     called = lines.index('>       pax_registry.assert_request_made("GET", "/v2/_catalog")')
     assert lines[called + 1] == "E       AssertionError: expected 1 request(s) GET /v2/_catalog, found 0"
     # None of the helper's own lines come before the message.
-    assert "server.py" not in result.stdout.str()
+    assert "handle.py" not in result.stdout.str()
 
 
 # -- reset, waiting for requests, strict mode ----------------------------------------------------------
@@ -240,8 +240,6 @@ def test_a_failing_assert_request_made_shows_the_test_line_then_the_message(
 def test_reset_empties_the_storage_and_forgets_log_faults_and_expectations(
     pax_registry_factory: RegistryFactory, storage: str
 ) -> None:
-    if storage == "s3":
-        _needs_s3_driver()
     registry = pax_registry_factory(storage=storage)
     image = registry.push_image("team/app", "1")
     session = http()
@@ -424,7 +422,7 @@ def test_an_unexpected_request_fails_the_strict_fixture_with_the_list(
         consecutive=False,
     )
     # The message alone: neither the fixture's nor the helper's source.
-    assert "plugin.py" not in output and "server.py" not in output
+    assert "plugin.py" not in output and "handle.py" not in output
 
 
 def test_a_shared_strict_registry_fails_the_test_that_made_the_request(
@@ -714,15 +712,7 @@ def test_unknown_storage_shortcut_is_an_error(pax_registry_factory: RegistryFact
         pax_registry_factory(storage="gcs")
 
 
-def _needs_s3_driver() -> None:
-    try:
-        import emulator.drivers.s3  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"the emulator's S3 driver (emulator/drivers/s3.py) is not available: {e}")
-
-
 def test_factory_s3_storage_stores_in_a_bucket(pax_registry_factory: RegistryFactory) -> None:
-    _needs_s3_driver()
     registry = pax_registry_factory(storage="s3")
     assert registry.s3 is not None
     session = http()
@@ -744,7 +734,6 @@ def test_factory_s3_storage_stores_in_a_bucket(pax_registry_factory: RegistryFac
 def test_factory_s3_storage_with_a_given_bucket(
     pax_registry_factory: RegistryFactory, pax_s3: S3Bucket
 ) -> None:
-    _needs_s3_driver()
     registry = pax_registry_factory(storage=pax_s3)
 
     image = registry.push_image("cloud/app", "1")

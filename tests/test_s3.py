@@ -15,7 +15,6 @@ import http.client
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +35,7 @@ import requests
 import emulator
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.process import free_port
+from tests.peers import require
 
 pytest.importorskip("moto.server", reason="needs moto[server]")
 
@@ -239,8 +239,7 @@ class RedisServer:
 
 @pytest.fixture
 def redis_server() -> t.Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    require("redis-server")
     pytest.importorskip("redis")
     server = RedisServer().start()
     yield server
@@ -893,10 +892,8 @@ def layout_blobs(reference: str) -> dict[str, bytes]:
 def test_skopeo_round_trip(bucket: Bucket, tmp_path: Path, redirect: bool) -> None:
     from tests.clients import build_image
     from tests.clients import skopeo
-    from tests.clients import tools_available
 
-    if not tools_available():
-        pytest.skip("skopeo and umoci are needed")
+    require("skopeo", "umoci")
     source = build_image(tmp_path / "src", layers=2, layer_size=7 * MiB)
     back = f"oci:{tmp_path / 'back'}:1"
     with emulator.start(config(bucket, redirect=redirect)) as server:
@@ -942,13 +939,10 @@ def test_cross_compatible_with_docker_registry(bucket: Bucket, tmp_path: Path) -
     """The emulator and docker-registry on one bucket and rootdirectory serve one registry: what either
     pushes, the other pulls byte for byte."""
     from pax_registry_fixtures.distribution import DistributionServer
-    from pax_registry_fixtures.distribution import distribution_available
     from tests.clients import build_image
     from tests.clients import skopeo
-    from tests.clients import tools_available
 
-    if not (tools_available() and distribution_available()):
-        pytest.skip("skopeo, umoci and docker-registry are needed")
+    require("skopeo", "umoci", "docker-registry")
     storage = {"s3": s3_section(bucket), "redirect": {"disable": True}, "delete": {"enabled": True}}
     images = {
         "to-distribution": build_image(tmp_path / "a", layers=2, layer_size=6 * MiB),

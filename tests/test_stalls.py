@@ -27,7 +27,7 @@ from tests.rawhttp import RawConnection
 from tests.rawhttp import os_threads
 
 if t.TYPE_CHECKING:
-    from pax_registry_fixtures.server import RegistryFactory
+    from pax_registry_fixtures.factory import RegistryFactory
 
 #: The idle timeout of the servers here, and how long a third client may take to be answered.
 IDLE = 1.5

@@ -30,7 +30,7 @@ from hypothesis.stateful import multiple
 from hypothesis.stateful import rule
 from hypothesis.stateful import run_state_machine_as_test
 
-from pax_registry_fixtures.server import RegistryFactory
+from pax_registry_fixtures.factory import RegistryFactory
 from pax_registry_fixtures.server import RegistryServer
 from tests.registry_model import OCI_MANIFEST
 from tests.registry_model import Answer

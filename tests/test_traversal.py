@@ -38,7 +38,7 @@ from tests.rawhttp import RawConnection
 from tests.rawhttp import RawResponse
 
 if t.TYPE_CHECKING:
-    from pax_registry_fixtures.server import RegistryFactory
+    from pax_registry_fixtures.factory import RegistryFactory
     from pax_registry_fixtures.server import RegistryServer
 
 READ = ("GET", "HEAD")

@@ -59,6 +59,18 @@ class Registry:
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
         return self.manifests.get(name, self.resolve(name, reference))
 
+    def put_blob(self, name: str, content: bytes) -> Digest:
+        """Store a small blob whole and link it into ``name`` (seeding: clients upload through
+        :attr:`uploads`)."""
+        digest = self.blobs.put(content)
+        self.blobs.link(name, digest)
+        return digest
+
+    def clear(self) -> None:
+        """Remove everything stored: blobs, repositories, uploads."""
+        for child in self.driver.list("/"):
+            self.driver.delete(child)
+
     def put_manifest(
         self, name: str, reference: str, content: bytes, content_type: str | None
     ) -> tuple[Digest, ParsedManifest]:
