@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.packaging import PROJECT
-from tests.packaging import Venv
-from tests.packaging import build_wheel
-from tests.packaging import copy_source
-from tests.packaging import download_wheelhouse
-from tests.packaging import run
+from tests.installs import PROJECT
+from tests.installs import Venv
+from tests.installs import build_wheel
+from tests.installs import copy_source
+from tests.installs import download_wheelhouse
+from tests.installs import run
 
 #: The import name the ``fixtures/`` folder installs as.
 FIXTURES_PACKAGE = "pax_registry_fixtures"

@@ -17,10 +17,10 @@ import requests
 
 from pax_registry_fixtures.process import answers
 from pax_registry_fixtures.process import free_port
-from tests.packaging import PROJECT
-from tests.packaging import copy_source
-from tests.packaging import download_wheelhouse
-from tests.packaging import run
+from tests.installs import PROJECT
+from tests.installs import copy_source
+from tests.installs import download_wheelhouse
+from tests.installs import run
 
 README = PROJECT / "README.md"
 EXAMPLES = PROJECT / "tests" / "examples" / "test_fixture_examples.py"
