@@ -39,23 +39,12 @@ def load_config(
     """
     from . import config as configuration
 
-    if config is None:
-        return configuration.parse(configuration.development_default(), source="<in-process>").config
     if isinstance(config, Config):
         return config
-    if isinstance(config, t.Mapping):
-        return configuration.parse(over_default(config), source="<in-process>").config
-    text = os.fspath(config)
-    if isinstance(config, os.PathLike) or ("\n" not in text and os.path.exists(text)):
-        return configuration.load(text, environ={}).config
-    return configuration.parse(text, source="<in-process>").config
-
-
-def over_default(override: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """The development default with ``override`` merged in (see :func:`emulator.config.layered`)."""
-    from . import config as configuration
-
-    return configuration.layered(configuration.development_default(), override)
+    # Only a mapping is a change to the default; YAML text and files are whole configurations.
+    base = configuration.development_default() if config is None or isinstance(config, t.Mapping) else None
+    raw = configuration.document(config, base=base)
+    return configuration.parse(raw, source=configuration.source_name(config)).config
 
 
 def serve_wsgi(
@@ -93,10 +82,10 @@ def start(
     read and write (seconds).
     """
     loaded = load_config(config)
-    if ssl_context is None and loaded.http.tls is not None and loaded.http.tls.certificate:
-        from .tls import server_context
+    if ssl_context is None:
+        from .tls import configured_context
 
-        ssl_context = server_context(loaded.http.tls)
+        ssl_context = configured_context(loaded.http.tls)
     return BackgroundServer(
         make_app(loaded),
         host=host,

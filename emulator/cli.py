@@ -90,14 +90,11 @@ def _summary(config: configuration.Config) -> str:
 
 
 def _ssl_context(loaded: configuration.LoadedConfig) -> t.Any:
-    tls = loaded.config.http.tls
-    if tls is None or tls.letsencrypt is not None:
-        return None
     from .tls import TLSConfigError
-    from .tls import server_context
+    from .tls import configured_context
 
     try:
-        return server_context(tls)
+        return configured_context(loaded.config.http.tls)
     except TLSConfigError as e:
         _fail(f"{loaded.config.source}: {e.key}: {e.problem}")
 

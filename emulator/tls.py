@@ -73,6 +73,17 @@ def openssl_ciphers(names: t.Sequence[str]) -> str:
     return ":".join(GO_TO_OPENSSL[n] for n in names if n in GO_TO_OPENSSL)
 
 
+def configured_context(tls: TLSConfig | None) -> ssl.SSLContext | None:
+    """The context ``http.tls`` asks for, from its certificate files; ``None`` without TLS, and with Let's
+    Encrypt, whose certificate only the ACME exchange at ``serve`` yields.
+
+    :raises TLSConfigError: a setting or a file cannot be used.
+    """
+    if tls is None or tls.letsencrypt is not None:
+        return None
+    return server_context(tls)
+
+
 def server_context(tls: TLSConfig, certificate: str | None = None, key: str | None = None) -> ssl.SSLContext:
     """The server's SSL context; ``certificate``/``key`` override the configured files (ACME).
 

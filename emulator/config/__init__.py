@@ -14,6 +14,7 @@ import copy
 import os
 from collections.abc import Mapping
 from typing import Any
+from typing import TypeAlias
 
 import yaml
 
@@ -45,6 +46,8 @@ from .schema import NON_DRIVERS
 from .schema import SCHEMA
 
 DEV_DEFAULT_SOURCE = "<built-in default>"
+#: Names a document given as a mapping or YAML text (not a file) in errors.
+IN_PROCESS_SOURCE = "<in-process>"
 _DEFAULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "defaults")
 
 
@@ -65,14 +68,59 @@ def load(
     if path is None:
         return parse(development_default(), source=DEV_DEFAULT_SOURCE, environ=environ)
     source = os.fspath(path)
+    return parse(_read_file(source), source=source, environ=environ)
+
+
+def _read_file(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as file:
-            text = file.read()
+            return file.read()
     except OSError as exc:
-        raise ConfigError(source, "<document>", f"cannot read the file: {exc.strerror or exc}") from None
+        raise ConfigError(path, "<document>", f"cannot read the file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(source, "<document>", f"not UTF-8 text: {exc.reason}") from None
-    return parse(text, source=source, environ=environ)
+        raise ConfigError(path, "<document>", f"not UTF-8 text: {exc.reason}") from None
+
+
+#: A configuration given in-process: a mapping, YAML text, or the path of a YAML file.
+Source: TypeAlias = Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+def source_name(source: Source, name: str = IN_PROCESS_SOURCE) -> str:
+    """What errors call *source*: the file's path when it names a file, else *name*."""
+    path = _file_path(source)
+    return name if path is None else path
+
+
+def _file_path(source: Source) -> str | None:
+    if isinstance(source, os.PathLike):
+        return os.fspath(source)
+    # A one-line string that names something on disk is a path; anything else is YAML text. A
+    # directory counts as a path, so that its error says it cannot be read rather than that it is no mapping.
+    if isinstance(source, str) and "\n" not in source and os.path.exists(source):
+        return source
+    return None
+
+
+def document(
+    source: Source, *, base: Mapping[str, Any] | None = None, name: str = IN_PROCESS_SOURCE
+) -> dict[str, Any]:
+    """The configuration document of a mapping, YAML text or a YAML file's path (``None`` is empty),
+    :func:`layered` over *base* when one is given.
+
+    :param name: names a mapping or YAML text in errors; a file is named by its path.
+    :raises ConfigError: the file cannot be read, or the document is not a YAML mapping.
+    """
+    if source is None:
+        parsed: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        parsed = parse_document(source, name)
+    else:
+        path = _file_path(source)
+        if path is None:
+            parsed = parse_document(os.fspath(source), name)
+        else:
+            parsed = parse_document(_read_file(path), path)
+    return parsed if base is None else layered(base, parsed)
 
 
 def parse(
