@@ -468,8 +468,10 @@ class _Connection:
                 status = e.error_status_hint
                 raise _BadRequest(status, str(e) or _REASONS.get(status, "bad request")) from None
             if isinstance(event, h11.Request):
+                # What h11 holds past the head: the body's start, or pipelined requests.
+                self.buffered = parser.trailing_data[0]
                 head = b"".join(received)
-                head = head[: len(head) - len(parser.trailing_data[0])]
+                head = head[: len(head) - len(self.buffered)]
                 if _OBS_FOLD.search(head):
                     # h11 unfolds continuation lines; RFC 9112 section 5.2 also allows refusing them, which
                     # leaves no room for a proxy in front to read the header differently.
@@ -575,7 +577,7 @@ class _Connection:
         except _BadRequest as e:
             self.send_error(e.status, str(e))
             return False
-        buffered = self.parser.trailing_data[0]
+        buffered, self.buffered = self.buffered, b""
         length = environ.get("CONTENT_LENGTH")
         if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" in environ:
             self.body = _ChunkedBody(self, self.parser)
