@@ -86,8 +86,10 @@ def start(
         from .tls import configured_context
 
         ssl_context = configured_context(loaded.http.tls)
+    app = make_app(loaded)
+    app.open()
     return BackgroundServer(
-        make_app(loaded),
+        app,
         host=host,
         port=port,
         ssl_context=ssl_context,

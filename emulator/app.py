@@ -68,6 +68,15 @@ _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 Handler = t.Callable[..., Response]
 
 
+class Service(t.Protocol):
+    """Background work that lives while the registry serves: notification senders, health checkers,
+    the debug server. Both methods are idempotent; ``start`` after ``stop`` starts again."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 #: The handler of each endpoint of :mod:`emulator.routes`.
 HANDLERS: dict[str, Handler] = {
     routes.VERSION_CHECK: version_check.version_check,
@@ -97,6 +106,18 @@ class RegistryApp:
         prefix = config.http.prefix.rstrip("/")
         self.health_path = f"{prefix}/health"
         self.root_path = f"{prefix}/"
+        #: Started by :meth:`open`, stopped by :meth:`close`, in this order (and the reverse).
+        self.services: list[Service] = []
+
+    def open(self) -> None:
+        """Start the background services; whoever serves the app calls this before the first request."""
+        for service in self.services:
+            service.start()
+
+    def close(self) -> None:
+        """Stop the background services (idempotent). Storage stays usable."""
+        for service in reversed(self.services):
+            service.stop()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
         request = Request(environ)

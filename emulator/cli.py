@@ -146,6 +146,7 @@ def serve(path: str | None) -> int:
         host, port = config.http.listen_host(), config.http.listen_port()
 
     listening = threading.Event()
+    app.open()
 
     def ready(server: t.Any) -> None:
         listening.set()
@@ -174,6 +175,7 @@ def serve(path: str | None) -> int:
         _stop(f"cannot listen on {config.http.addr}: {e.strerror or e}")
     finally:
         stop.set()
+        app.close()
     return 0
 
 

@@ -1132,6 +1132,10 @@ class BackgroundServer:
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
+        # A registry app's background services (notification senders, health checks) end with it.
+        close = getattr(self.app, "close", None)
+        if callable(close):
+            close()
 
     def __enter__(self) -> BackgroundServer:
         return self
