@@ -7,8 +7,9 @@ answers TLS-ALPN-01 challenges on the TLS port. The emulator instead orders one 
 - Challenges are served by a small plain-HTTP listener that runs only while an order is validated
   (at start, and during a renewal). HTTP-01 validation always arrives as plain HTTP on port 80 (an ACME
   test server such as pebble uses its ``httpPort`` setting), so the registry's own TLS listener, which is
-  not even open yet at start, could not answer it. The address is ``EMULATOR_ACME_HTTP01_ADDR``
-  (``HOST:PORT``, default ``:80``). If it cannot be bound, a warning is logged and the order goes on:
+  not even open yet at start, could not answer it. The address is ``http.tls.letsencrypt.http01addr``
+  (an extension of ours; ``HOST:PORT``, default ``:80``; ``REGISTRY_HTTP_TLS_LETSENCRYPT_HTTP01ADDR`` in
+  the environment). If it cannot be bound, a warning is logged and the order goes on:
   a server that validates some other way (pebble with ``PEBBLE_VA_ALWAYS_VALID=1``) still issues.
 - ``cachefile`` is a directory (as distribution 3's docs say), created with mode 0700. Each ACME
   directory URL gets its own subdirectory holding ``account.key`` (the account's EC key),
@@ -51,9 +52,6 @@ if t.TYPE_CHECKING:
     from .config import TLSConfig
     from .serving import BackgroundServer
 
-#: Where HTTP-01 challenges are answered, ``HOST:PORT``.
-CHALLENGE_ADDR_ENV = "EMULATOR_ACME_HTTP01_ADDR"
-DEFAULT_CHALLENGE_ADDR = ":80"
 #: Renew when less than this remains, as autocert does by default.
 RENEW_BEFORE = datetime.timedelta(days=30)
 #: How long to wait before trying again after a failed renewal.
@@ -192,7 +190,7 @@ class CertificateManager:
         self.tls = tls
         self.letsencrypt = letsencrypt
         self.hosts = tuple(h.lower().rstrip(".") for h in letsencrypt.hosts)
-        self.challenge_addr = challenge_addr or os.environ.get(CHALLENGE_ADDR_ENV) or DEFAULT_CHALLENGE_ADDR
+        self.challenge_addr = challenge_addr or letsencrypt.http01addr
         self.renew_before = renew_before
         self.retry_interval = retry_interval
         self.folder = os.path.join(letsencrypt.cachefile, directory_folder(letsencrypt.directoryurl))

@@ -122,7 +122,11 @@ def test_unreadable_file(tmp_path: Path) -> None:
             "storage",
             "exactly one storage driver allowed, found inmemory and filesystem",
         ),
-        ({"storage": {"azure": {"accountname": "x"}}}, "storage", "exactly one storage driver allowed"),
+        (
+            {"storage": {"azure": {"accountname": "x"}}},
+            "storage.azure",
+            "is set but this emulator has no azure driver (inmemory, filesystem and s3 only)",
+        ),
         (
             {"storage": {"cache": {"blobdescriptor": "redis"}}},
             "storage.cache.blobdescriptor",
@@ -140,8 +144,9 @@ def test_unreadable_file(tmp_path: Path) -> None:
         ),
         ({"auth": {"htpasswd": {"path": "/p"}}}, "auth.htpasswd.realm", "required"),
         ({"auth": {"htpasswd": {"realm": "r"}}}, "auth.htpasswd.path", "required"),
-        ({"auth": {"token": {"realm": "r"}}}, "auth", 'auth type "token" is not supported by this emulator'),
-        ({"auth": "silly"}, "auth", "(supported: htpasswd)"),
+        ({"auth": {"token": {"realm": "r"}}}, "auth.token", "is set but this emulator implements no token"),
+        ({"auth": "silly"}, "auth.silly", "implements no silly authentication (htpasswd only)"),
+        ({"auth": {"ldap": {}}}, "auth", 'auth type "ldap" is not supported by this emulator'),
         (
             {"auth": {"htpasswd": {}, "token": {}}},
             "auth",
@@ -164,9 +169,9 @@ def test_errors_name_the_key(override: dict[str, Any], key: str, fragment: str) 
         (None, "no storage driver configured; set one of inmemory, filesystem, s3"),
         ({"delete": {"enabled": True}, "cache": {}}, "no storage driver configured"),
         ({"filesystem": {}, "s3": {}}, "exactly one storage driver allowed, found filesystem and s3"),
-        ({"gcs": {}}, 'storage driver "gcs" is not supported by this emulator'),
+        ({"gcs": {}}, "is set but this emulator has no gcs driver (inmemory, filesystem and s3 only)"),
         ({"filesystem": {"maxthreads": "many"}}, "must be an integer"),
-        ("azure", 'storage driver "azure" is not supported'),
+        ("azure", "is set but this emulator has no azure driver"),
         (5, "must be a mapping or a driver name"),
     ],
 )
@@ -402,23 +407,21 @@ def test_unknown_driver_parameter_warns() -> None:
 
 def test_known_but_ignored_sections_do_not_warn() -> None:
     ignored = {
-        **{
-            name: {"a": 1} for name in ["notifications", "health", "validation", "compatibility", "reporting"]
-        },
-        **{name: {"a": 1} for name in ["proxy", "middleware", "debug", "hooks", "policy"]},
+        "compatibility": {"schema1": {"signingkeyfile": "/key.json", "enabled": False}},
         "loglevel": "info",
         "catalog": {"maxentries": 10},
         "tags": {"maxtags": 10},
         "http": {
             "http2": {"disabled": False},
-            "h2c": {"enabled": True},
-            "debug": {"addr": ":5001"},
-            "tls": {"clientauth": "x"},
+            "debug": {"addr": ":5001", "prometheus": {"enabled": True}},
+            "tls": {"clientauth": "require-and-verify-client-cert"},
         },
-        "log": {"reportcaller": True, "hooks": [{"type": "mail"}]},
+        "log": {"reportcaller": True},
         "storage": {"tag": {"concurrencylimit": 8}},
     }
     assert parse(ignored).warnings == ()
+    s3 = {"version": "0.1", "storage": {"s3": {"region": "r", "bucket": "b", "accelerate": True}}}
+    assert config.parse(s3, source="c.yml").warnings == ()
 
 
 def test_unknown_cache_type_warns_and_disables() -> None:
@@ -595,8 +598,10 @@ def test_tutorial_dockerfile() -> None:
 
 
 def test_env_other_auth_type_drops_the_old_one() -> None:
-    with pytest.raises(ConfigError, match='auth type "token" is not supported'):
+    with pytest.raises(ConfigError) as info:
         pack_registry({"REGISTRY_AUTH": "token"})
+    assert info.value.key == "auth.token"
+    assert info.value.problem.endswith("(remove the section) (from REGISTRY_AUTH)")
     assert pack_registry({"REGISTRY_AUTH": "none"}).auth.htpasswd is None
 
 
@@ -851,8 +856,25 @@ redis:
   pool: {maxidle: 1, maxactive: 2, idletimeout: 1h1m1s}
 catalog: {maxentries: 5}
 tags: {maxtags: 6}
+notifications:
+  events: {includereferences: true}
+  endpoints:
+    - {name: a, url: "http://hook.example/a", headers: {Authorization: [Bearer x]}, timeout: 2s,
+       threshold: 3, backoff: 250ms, ignoredmediatypes: [m1], ignore: {mediatypes: [m2], actions: [pull]},
+       queuesize: 5}
+    - {name: b, disabled: true}
+health:
+  storagedriver: {enabled: true, interval: 5s, threshold: 2}
+  file: [{file: /down}]
+  http: [{uri: "http://up.example/", headers: {X-H: [v]}, statuscode: 204, timeout: 1s, threshold: 1}]
+  tcp: [{addr: "db:5432", timeout: 3s, interval: 1m}]
+proxy: {remoteurl: "https://upstream.example", username: u, password: p, ttl: 0}
+validation:
+  disabled: true
+  manifests: {urls: {allow: ["^https://"], deny: ["evil"]}}
+  packs: {enabled: true, floatingtags: true}
 """,
-        {"REGISTRY_HTTP_MAXCONNECTIONS": "9"},
+        {"REGISTRY_HTTP_MAXCONNECTIONS": "9", "REGISTRY_HTTP_DEBUG_ADDR": "127.0.0.1:0"},
     ),
     "filesystem and a certificate": (
         "version: 0.1\nstorage: {filesystem: {rootdirectory: /d, maxthreads: 30}}\n"
@@ -902,3 +924,527 @@ def test_go_duration(seconds: float, text: str) -> None:
     from emulator.config.effective import go_duration
 
     assert go_duration(seconds) == text
+
+
+# -- notifications, debug server, health checks, proxy, validation --------------------------------------
+
+
+def test_new_sections_default_to_off() -> None:
+    loaded = parse()
+    cfg = loaded.config
+    assert cfg.notifications == config.NotificationsConfig()
+    assert cfg.http.debug == config.DebugConfig(
+        addr="", prometheus=config.PrometheusConfig(False, "/metrics")
+    )
+    assert cfg.health == config.HealthConfig()
+    assert cfg.proxy is None
+    assert cfg.validation == config.ValidationConfig(enabled=True, allow=(), deny=())
+    assert cfg.validation.packs == config.PackValidationConfig(enabled=False, floatingtags=False)
+    assert loaded.warnings == ()
+
+
+def test_notification_endpoints() -> None:
+    notifications = parse(
+        {
+            "notifications": {
+                "events": {"includereferences": True},
+                "endpoints": [
+                    {
+                        "name": "hook",
+                        "url": "https://hook.example/events",
+                        "headers": {"Authorization": ["Bearer t"], "X-Flag": ["yes", "on"]},
+                        "timeout": "500ms",
+                        "threshold": 3,
+                        "backoff": "2s",
+                        "ignoredmediatypes": ["a/b", "c/d"],
+                        "ignore": {"mediatypes": ["c/d", "e/f"], "actions": ["pull", "mount"]},
+                        "queuesize": 50,
+                    },
+                    {"name": "off", "disabled": True},
+                ],
+            }
+        }
+    ).config.notifications
+    assert notifications.includereferences is True
+    hook, off = notifications.endpoints
+    assert hook == config.EndpointConfig(
+        name="hook",
+        url="https://hook.example/events",
+        headers={"Authorization": ("Bearer t",), "X-Flag": ("yes", "on")},
+        timeout=0.5,
+        threshold=3,
+        backoff=2.0,
+        ignoredmediatypes=("a/b", "c/d", "e/f"),
+        ignoredactions=("pull", "mount"),
+        disabled=False,
+        queuesize=50,
+    )
+    assert off == config.EndpointConfig(name="off", url="", disabled=True)
+
+
+@pytest.mark.parametrize("value", [0, "0s", "-1s", -3])
+def test_notification_zero_or_less_means_the_default(value: Any) -> None:
+    endpoint = {"name": "e", "url": "http://h", "timeout": value, "backoff": value, "threshold": value}
+    if isinstance(value, str):
+        endpoint["threshold"] = 0
+    (parsed,) = parse({"notifications": {"endpoints": [endpoint]}}).config.notifications.endpoints
+    assert (parsed.timeout, parsed.threshold, parsed.backoff) == (1.0, 10, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "key", "fragment"),
+    [
+        ({"url": "http://h"}, "notifications.endpoints.0.name", "required"),
+        ({"name": "e"}, "notifications.endpoints.0.url", "required"),
+        ({"name": "e", "url": "hook.example/x"}, "notifications.endpoints.0.url", "absolute http or https"),
+        ({"name": "e", "url": "ftp://h/x"}, "notifications.endpoints.0.url", "absolute http or https"),
+        (
+            {"name": "e", "url": "http://h", "timeout": "soon"},
+            "notifications.endpoints.0.timeout",
+            "duration",
+        ),
+        (
+            {"name": "e", "url": "http://h", "threshold": "x"},
+            "notifications.endpoints.0.threshold",
+            "integer",
+        ),
+        (
+            {"name": "e", "url": "http://h", "queuesize": 0},
+            "notifications.endpoints.0.queuesize",
+            "at least 1",
+        ),
+        ({"name": "e", "url": "http://h", "headers": ["a"]}, "notifications.endpoints.0.headers", "mapping"),
+        (
+            {"name": "e", "url": "http://h", "ignore": {"actions": ["push", "put"]}},
+            "notifications.endpoints.0.ignore.actions.1",
+            "must be one of push, pull, mount, delete",
+        ),
+        (
+            {"name": "e", "url": "http://h", "disabled": "maybe"},
+            "notifications.endpoints.0.disabled",
+            "boolean",
+        ),
+        ("just a url", "notifications.endpoints.0", "must be a mapping"),
+    ],
+)
+def test_notification_endpoint_errors(endpoint: Any, key: str, fragment: str) -> None:
+    error = fails({"notifications": {"endpoints": [endpoint]}})
+    assert (error.source, error.key) == (SOURCE, key)
+    assert fragment in error.problem
+
+
+def test_notification_endpoints_must_be_a_list() -> None:
+    error = fails({"notifications": {"endpoints": {"name": "e"}}})
+    assert (error.key, error.problem) == ("notifications.endpoints", "must be a list (got a mapping)")
+
+
+def test_notification_header_values_are_the_text_written() -> None:
+    text = "version: 0.1\nstorage: inmemory\nnotifications:\n  endpoints:\n"
+    text += "    - {name: e, url: 'http://h', headers: {X-A: [yes, 1.10]}}\n"
+    text += "health:\n  http:\n    - {uri: 'http://h', headers: {X-B: [off]}}\n"
+    loaded = config.parse(text, source="c.yml").config
+    assert loaded.notifications.endpoints[0].headers == {"X-A": ("yes", "1.10")}
+    assert loaded.health.http[0].headers == {"X-B": ("off",)}
+
+
+def test_env_notification_endpoints_as_yaml_and_by_index() -> None:
+    environ = {
+        "REGISTRY_NOTIFICATIONS_ENDPOINTS": "[{name: e, url: 'http://h/1'}]",
+        "REGISTRY_NOTIFICATIONS_ENDPOINTS_0_TIMEOUT": "3s",
+        "REGISTRY_NOTIFICATIONS_ENDPOINTS_0_IGNORE_ACTIONS": "[pull]",
+        "REGISTRY_NOTIFICATIONS_EVENTCONFIG_INCLUDEREFERENCES": "true",
+    }
+    loaded = parse(environ=environ)
+    (endpoint,) = loaded.config.notifications.endpoints
+    assert (endpoint.name, endpoint.url, endpoint.timeout) == ("e", "http://h/1", 3.0)
+    assert endpoint.ignoredactions == ("pull",)
+    assert loaded.config.notifications.includereferences is True
+    assert loaded.warnings == ()
+
+
+def test_env_notification_error_names_the_variable() -> None:
+    error = fails({}, {"REGISTRY_NOTIFICATIONS_ENDPOINTS": "[{name: e, url: nowhere}]"})
+    assert error.key == "notifications.endpoints.0.url"
+    assert error.problem.endswith("from REGISTRY_NOTIFICATIONS_ENDPOINTS)")
+
+
+def test_debug_server() -> None:
+    debug = parse(
+        {"http": {"debug": {"addr": "127.0.0.1:0", "prometheus": {"enabled": True, "path": "/m"}}}}
+    ).config.http.debug
+    assert debug == config.DebugConfig(addr="127.0.0.1:0", prometheus=config.PrometheusConfig(True, "/m"))
+    empty_path = {"http": {"debug": {"prometheus": {"enabled": True, "path": ""}}}}
+    assert parse(empty_path).config.http.debug.prometheus.path == "/metrics"
+
+
+def test_env_debug_server() -> None:
+    environ = {"REGISTRY_HTTP_DEBUG_ADDR": ":5001", "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED": "true"}
+    debug = parse(environ=environ).config.http.debug
+    assert (debug.addr, debug.prometheus.enabled) == (":5001", True)
+
+
+@pytest.mark.parametrize(
+    ("debug", "key", "fragment"),
+    [
+        ({"addr": "5001"}, "http.debug.addr", "missing port"),
+        ({"addr": ":99999"}, "http.debug.addr", "out of range"),
+        ({"prometheus": {"path": "metrics"}}, "http.debug.prometheus.path", "must start with /"),
+        ({"prometheus": {"enabled": "sure"}}, "http.debug.prometheus.enabled", "boolean"),
+    ],
+)
+def test_debug_server_errors(debug: dict[str, Any], key: str, fragment: str) -> None:
+    error = fails({"http": {"debug": debug}})
+    assert error.key == key and fragment in error.problem
+
+
+def test_health_checks() -> None:
+    health = parse(
+        {
+            "health": {
+                "storagedriver": {"enabled": True, "interval": "0s", "threshold": 3},
+                "file": [{"file": "/tmp/down", "interval": "1s"}],
+                "http": [
+                    {
+                        "uri": "http://up.example/ping",
+                        "headers": {"X-A": ["b"]},
+                        "statuscode": 0,
+                        "timeout": "2s",
+                        "threshold": 2,
+                    }
+                ],
+                "tcp": [{"addr": "localhost:6379", "timeout": "1s", "interval": "30s"}],
+            }
+        }
+    ).config.health
+    assert health.storagedriver == config.StorageDriverCheck(enabled=True, interval=10.0, threshold=3)
+    assert health.file == (config.FileCheck(file="/tmp/down", interval=1.0),)
+    assert health.http == (
+        config.HTTPCheck(
+            uri="http://up.example/ping",
+            headers={"X-A": ("b",)},
+            statuscode=200,
+            timeout=2.0,
+            interval=10.0,
+            threshold=2,
+        ),
+    )
+    assert health.tcp == (config.TCPCheck(addr="localhost:6379", timeout=1.0, interval=30.0, threshold=0),)
+
+
+def test_health_file_threshold_is_ignored_with_a_warning() -> None:
+    loaded = parse({"health": {"file": [{"file": "/x", "threshold": 3}]}})
+    assert loaded.warnings == (
+        "test.yml: health.file.0.threshold: ignored, as in distribution: a file check fails at once",
+    )
+
+
+@pytest.mark.parametrize(
+    ("health", "key", "fragment"),
+    [
+        ({"storagedriver": {"interval": "-1s"}}, "health.storagedriver.interval", "must not be negative"),
+        ({"storagedriver": {"threshold": -1}}, "health.storagedriver.threshold", "at least 0"),
+        ({"file": [{"interval": "1s"}]}, "health.file.0.file", "required"),
+        ({"http": [{"uri": "up.example"}]}, "health.http.0.uri", "absolute http or https"),
+        ({"http": [{}]}, "health.http.0.uri", "required"),
+        ({"http": [{"uri": "http://h", "statuscode": 700}]}, "health.http.0.statuscode", "between 0 and 599"),
+        ({"http": [{"uri": "http://h", "timeout": "-1s"}]}, "health.http.0.timeout", "must not be negative"),
+        ({"tcp": [{"addr": "nohost"}]}, "health.tcp.0.addr", "missing port"),
+        ({"tcp": [{"addr": "h:1", "interval": "often"}]}, "health.tcp.0.interval", "duration"),
+        ({"tcp": {"addr": "h:1"}}, "health.tcp", "must be a list"),
+        (
+            {"tcp": [{"addr": "h:1"}, {"addr": "h:1", "timeout": "1s"}]},
+            "health.tcp.1.addr",
+            'a second health check named "h:1" (the first is health.tcp.0.addr)',
+        ),
+        (
+            {"file": [{"file": "/x"}, {"file": "/x"}]},
+            "health.file.1.file",
+            "a second health check",
+        ),
+    ],
+)
+def test_health_check_errors(health: dict[str, Any], key: str, fragment: str) -> None:
+    error = fails({"health": health})
+    assert error.key == key and fragment in error.problem
+
+
+def test_env_health_uses_go_field_names() -> None:
+    environ = {
+        "REGISTRY_HEALTH_STORAGEDRIVER_ENABLED": "true",
+        "REGISTRY_HEALTH_FILECHECKERS": "[{file: /down}]",
+        "REGISTRY_HEALTH_HTTPCHECKERS_0_URI": "http://h/",
+        "REGISTRY_HEALTH_TCPCHECKERS": "[{addr: 'h:1'}]",
+        "REGISTRY_HEALTH_TCPCHECKERS_0_THRESHOLD": "4",
+    }
+    loaded = parse(environ=environ)
+    health = loaded.config.health
+    assert health.storagedriver.enabled is True
+    assert [check.file for check in health.file] == ["/down"]
+    assert [check.uri for check in health.http] == ["http://h/"]
+    assert [(check.addr, check.threshold) for check in health.tcp] == [("h:1", 4)]
+    assert loaded.warnings == ()
+
+
+def test_proxy() -> None:
+    loaded = parse(
+        {
+            "storage": {"delete": {"enabled": True}},
+            "proxy": {
+                "remoteurl": "https://registry-1.example",
+                "username": "u",
+                "password": "p",
+                "ttl": "1h",
+            },
+        }
+    )
+    assert loaded.config.proxy == config.ProxyConfig(
+        remoteurl="https://registry-1.example", username="u", password="p", ttl=3600.0
+    )
+    assert loaded.warnings == ()
+
+
+def test_proxy_defaults_and_never_expiring() -> None:
+    enabled = {"storage": {"delete": {"enabled": True}}}
+    proxy = parse({**enabled, "proxy": {"remoteurl": "http://up:5000"}}).config.proxy
+    assert proxy == config.ProxyConfig(
+        remoteurl="http://up:5000", username=None, password=None, ttl=168 * 3600.0
+    )
+    assert parse({"proxy": {"remoteurl": "http://up", "ttl": 0}}).config.proxy == config.ProxyConfig(
+        remoteurl="http://up", ttl=None
+    )
+    assert parse({"proxy": {"remoteurl": "", "username": "u"}}).config.proxy is None
+
+
+def test_proxy_expiry_without_deletes_warns() -> None:
+    loaded = parse({"proxy": {"remoteurl": "http://up"}})
+    assert loaded.config.proxy is not None
+    assert loaded.warnings == (
+        "test.yml: proxy.ttl: cached content does not expire while storage.delete.enabled is false,"
+        " as in distribution",
+    )
+
+
+def test_proxy_with_readonly_storage_is_fine() -> None:
+    readonly = {"storage": {"maintenance": {"readonly": {"enabled": True}}}}
+    loaded = parse({**readonly, "proxy": {"remoteurl": "http://up", "ttl": 0}})
+    assert loaded.config.proxy is not None and loaded.config.storage.readonly
+
+
+@pytest.mark.parametrize(
+    ("proxy", "key", "fragment"),
+    [
+        ({"remoteurl": "registry-1.docker.io"}, "proxy.remoteurl", "absolute http or https"),
+        ({"remoteurl": "http://up", "ttl": "a week"}, "proxy.ttl", "duration"),
+        ({"remoteurl": "http://up", "ttl": "-1h"}, "proxy.ttl", "must not be negative"),
+        ({"remoteurl": ["http://up"]}, "proxy.remoteurl", "must be a string"),
+    ],
+)
+def test_proxy_errors(proxy: dict[str, Any], key: str, fragment: str) -> None:
+    error = fails({"proxy": proxy})
+    assert error.key == key and fragment in error.problem
+
+
+def test_env_proxy() -> None:
+    environ = {"REGISTRY_PROXY_REMOTEURL": "http://up:5000", "REGISTRY_PROXY_PASSWORD": "%secret"}
+    proxy = parse({"storage": {"delete": {"enabled": True}}}, environ).config.proxy
+    assert proxy is not None and (proxy.remoteurl, proxy.password) == ("http://up:5000", "%secret")
+
+
+@pytest.mark.parametrize(
+    ("validation", "enabled"),
+    [
+        ({}, True),
+        ({"enabled": True}, True),
+        ({"disabled": True}, False),
+        ({"disabled": False}, True),
+        ({"enabled": True, "disabled": True}, True),
+    ],
+)
+def test_validation_enabled(validation: dict[str, Any], enabled: bool) -> None:
+    loaded = parse({"validation": validation})
+    assert loaded.config.validation.enabled is enabled
+    assert loaded.warnings == ()
+
+
+def test_validation_enabled_false_alone_leaves_it_on_as_in_distribution() -> None:
+    loaded = parse({"validation": {"enabled": False}})
+    assert loaded.config.validation.enabled is True
+    assert loaded.warnings == (
+        "test.yml: validation.enabled: false leaves validation on, as in distribution;"
+        " set validation.disabled: true",
+    )
+    assert parse({"validation": {"enabled": False, "disabled": True}}).config.validation.enabled is False
+
+
+def test_validation_urls_and_packs() -> None:
+    validation = parse(
+        {
+            "validation": {
+                "manifests": {"urls": {"allow": ["^https?://([^/]+\\.)*example\\.com/"], "deny": ["bad"]}},
+                "packs": {"enabled": True, "floatingtags": True},
+            }
+        }
+    ).config.validation
+    assert validation.allow == ("^https?://([^/]+\\.)*example\\.com/",)
+    assert validation.deny == ("bad",)
+    assert validation.packs == config.PackValidationConfig(enabled=True, floatingtags=True)
+
+
+@pytest.mark.parametrize(
+    ("validation", "key", "fragment"),
+    [
+        (
+            {"manifests": {"urls": {"allow": ["ok", "(unclosed"]}}},
+            "validation.manifests.urls.allow.1",
+            "regular",
+        ),
+        ({"manifests": {"urls": {"deny": ["[z-a]"]}}}, "validation.manifests.urls.deny.0", "regular"),
+        ({"manifests": {"urls": {"allow": {"a": 1}}}}, "validation.manifests.urls.allow", "list of strings"),
+        ({"disabled": "no way"}, "validation.disabled", "boolean"),
+        ({"packs": {"floatingtags": 2}}, "validation.packs.floatingtags", "boolean"),
+    ],
+)
+def test_validation_errors(validation: dict[str, Any], key: str, fragment: str) -> None:
+    error = fails({"validation": validation})
+    assert error.key == key and fragment in error.problem
+
+
+def test_env_validation() -> None:
+    environ = {
+        "REGISTRY_VALIDATION_DISABLED": "true",
+        "REGISTRY_VALIDATION_MANIFESTS_URLS_ALLOW": "['^https://']",
+        "REGISTRY_VALIDATION_PACKS_ENABLED": "true",
+    }
+    validation = parse(environ=environ).config.validation
+    assert (validation.enabled, validation.allow, validation.packs.enabled) == (False, ("^https://",), True)
+
+
+def test_new_sections_in_effect_are_redacted() -> None:
+    loaded = parse(
+        {
+            "notifications": {
+                "endpoints": [{"name": "e", "url": "http://h", "headers": {"Authorization": ["Bearer t0k"]}}]
+            },
+            "proxy": {"remoteurl": "http://up", "password": "pr0xy", "ttl": 0},
+        }
+    )
+    text = config.dump(config.redacted(config.effective(loaded.config)))
+    assert "t0k" not in text and "pr0xy" not in text
+    assert text.count("<redacted>") == 2
+
+
+def test_letsencrypt_http01_address() -> None:
+    encrypt = {"cachefile": "/le", "hosts": ["h.example"]}
+    tls = parse({"http": {"tls": {"letsencrypt": encrypt}}}).config.http.tls
+    assert tls is not None and tls.letsencrypt is not None and tls.letsencrypt.http01addr == ":80"
+    environ = {"REGISTRY_HTTP_TLS_LETSENCRYPT_HTTP01ADDR": "127.0.0.1:8080"}
+    tls = parse({"http": {"tls": {"letsencrypt": encrypt}}}, environ).config.http.tls
+    assert tls is not None and tls.letsencrypt is not None and tls.letsencrypt.http01addr == "127.0.0.1:8080"
+    error = fails({"http": {"tls": {"letsencrypt": {**encrypt, "http01addr": "80"}}}})
+    assert (error.key, error.problem) == (
+        "http.tls.letsencrypt.http01addr",
+        'missing port; expected HOST:PORT such as :5000 (got "80")',
+    )
+
+
+# -- refused: what the emulator does not implement -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "why"),
+    [
+        ({"middleware": {"registry": [{"name": "x"}]}}, "middleware", "implements no middleware"),
+        (
+            {"reporting": {"bugsnag": {"apikey": "k"}}},
+            "reporting",
+            "reports to neither Bugsnag nor New Relic",
+        ),
+        ({"reporting": {"newrelic": {"licensekey": "k"}}}, "reporting", "Bugsnag nor New Relic"),
+        ({"policy": {"repository": {"classes": ["image"]}}}, "policy", "restricts no manifest classes"),
+        ({"log": {"hooks": [{"type": "mail", "levels": ["panic"]}]}}, "log.hooks", "sends no log hooks"),
+        (
+            {"proxy": {"remoteurl": "http://up", "exec": {"command": "h"}}},
+            "proxy.exec",
+            "`username` and `password`",
+        ),
+        ({"redis": {"addr": "r:1", "tls": {"enabled": True}}}, "redis.tls", "to redis without TLS"),
+        ({"redis": {"addrs": ["r:1", "r:2"]}}, "redis.addrs", "connects to one redis addr"),
+        ({"redis": {"addr": "r:1", "username": "u"}}, "redis.username", "with a password only"),
+        ({"http": {"h2c": {"enabled": True}}}, "http.h2c", "serves no cleartext HTTP/2"),
+        (
+            {"http": {"tls": {"clientauth": "verify-client-cert-if-given"}}},
+            "http.tls.clientauth",
+            "always requires and verifies a client certificate when `clientcas` is set",
+        ),
+        (
+            {"compatibility": {"schema1": {"enabled": True}}},
+            "compatibility.schema1.enabled",
+            "neither accepts nor serves schema1 manifests",
+        ),
+    ],
+)
+def test_unimplemented_parts_are_refused_by_name(override: dict[str, Any], key: str, why: str) -> None:
+    error = fails(override)
+    assert error.key == key
+    assert error.problem.startswith("is set but this emulator ")
+    assert why in error.problem
+    remove = "the key" if key.endswith(("clientauth", "enabled", "username")) else "the section"
+    assert error.problem.endswith(f"(remove {remove})")
+
+
+def test_refusal_by_environment_names_the_variable() -> None:
+    error = fails({}, {"REGISTRY_MIDDLEWARE_REGISTRY": "[{name: cloudfront}]"})
+    assert (error.key, error.problem) == (
+        "middleware",
+        "is set but this emulator implements no middleware (remove the section)"
+        " (from REGISTRY_MIDDLEWARE_REGISTRY)",
+    )
+
+
+def test_empty_unimplemented_sections_are_accepted() -> None:
+    """distribution's example files carry empty sections; they configure nothing."""
+    empty = {
+        "middleware": {"registry": [], "storage": None},
+        "reporting": {"bugsnag": {"apikey": ""}, "newrelic": {}},
+        "policy": None,
+        "log": {"hooks": []},
+        "redis": {"tls": {"enabled": False}, "addrs": []},
+        "http": {"h2c": {"enabled": False}},
+        "compatibility": {"schema1": {"enabled": False}},
+        "proxy": {"exec": {}},
+    }
+    assert parse(empty).warnings == ()
+
+
+def test_distributions_own_example_configuration_is_accepted() -> None:
+    # cmd/registry/config-example.yml of distribution 2.8, as the official image ships it.
+    text = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
+    loaded = config.parse(text, source="config.yml")
+    assert loaded.warnings == ()
+    assert loaded.config.health.storagedriver == config.StorageDriverCheck(True, 10.0, 3)
+
+
+def test_deprecated_loglevel_counts_when_log_level_is_absent() -> None:
+    assert parse({"loglevel": "DEBUG"}).config.log.level == "debug"
+    assert parse({"loglevel": "debug", "log": {"level": "warn"}}).config.log.level == "warn"
+    error = fails({"loglevel": "loud"})
+    assert (error.key, error.problem) == ("loglevel", 'must be one of error, warn, info, debug (got "loud")')

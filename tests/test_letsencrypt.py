@@ -154,7 +154,7 @@ def registry_config(pebble: Pebble, cache: Path, **extra: t.Any) -> dict[str, t.
 def registry_env(pebble: Pebble) -> dict[str, str]:
     return {
         "REQUESTS_CA_BUNDLE": str(pebble.ca),
-        letsencrypt.CHALLENGE_ADDR_ENV: f"127.0.0.1:{pebble.http_port}",
+        "REGISTRY_HTTP_TLS_LETSENCRYPT_HTTP01ADDR": f"127.0.0.1:{pebble.http_port}",
     }
 
 
@@ -341,7 +341,7 @@ def test_real_http01_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         shutil.rmtree(tmp_path / "cache")
         env = {
             "REQUESTS_CA_BUNDLE": str(strict.ca),
-            letsencrypt.CHALLENGE_ADDR_ENV: f"127.0.0.1:{free_port()}",
+            "REGISTRY_HTTP_TLS_LETSENCRYPT_HTTP01ADDR": f"127.0.0.1:{free_port()}",
         }
         result = run_serve(registry_config(strict, tmp_path / "cache"), tmp_path, env)
         assert result.returncode == 1

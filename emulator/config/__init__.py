@@ -3,9 +3,11 @@
 :func:`load` reads it once, at start, into frozen dataclasses; a mistake is a :class:`ConfigError` whose
 text is one line naming the file and the dotted key. Nothing here knows about HTTP.
 
-The concept is split by job: :mod:`.model` (the dataclasses), :mod:`.schema` (the document's shape),
-:mod:`.env` (``REGISTRY_*`` overrides), :mod:`.reader` (typed reading and its errors); this module holds
-the entry points.
+The concept is split by job: :mod:`.model` (the dataclasses), :mod:`.schema` (every key's declaration:
+shape, type, default, bounds, and whether it is read, ignored or refused), :mod:`.env` (``REGISTRY_*``
+overrides), :mod:`.reader` (typed reading, cross-key rules and their errors), :mod:`.effective` (the
+settings in effect, as ``check-config`` prints them) and :mod:`.coverage` (the README's coverage table);
+this module holds the entry points.
 """
 
 from __future__ import annotations
@@ -23,19 +25,31 @@ from .effective import effective as effective
 from .model import AuthConfig as AuthConfig
 from .model import Config as Config
 from .model import ConfigError as ConfigError
+from .model import DebugConfig as DebugConfig
+from .model import EndpointConfig as EndpointConfig
+from .model import FileCheck as FileCheck
 from .model import GiB as GiB
+from .model import HealthConfig as HealthConfig
 from .model import HtpasswdConfig as HtpasswdConfig
+from .model import HTTPCheck as HTTPCheck
 from .model import HTTPConfig as HTTPConfig
 from .model import LetsEncryptConfig as LetsEncryptConfig
 from .model import LoadedConfig as LoadedConfig
 from .model import LogConfig as LogConfig
 from .model import MiB as MiB
+from .model import NotificationsConfig as NotificationsConfig
+from .model import PackValidationConfig as PackValidationConfig
+from .model import PrometheusConfig as PrometheusConfig
+from .model import ProxyConfig as ProxyConfig
 from .model import RedisConfig as RedisConfig
 from .model import RedisPoolConfig as RedisPoolConfig
 from .model import S3Config as S3Config
 from .model import StorageConfig as StorageConfig
+from .model import StorageDriverCheck as StorageDriverCheck
+from .model import TCPCheck as TCPCheck
 from .model import TLSConfig as TLSConfig
 from .model import UploadPurgingConfig as UploadPurgingConfig
+from .model import ValidationConfig as ValidationConfig
 from .model import split_addr as split_addr
 from .reader import Reader
 from .reader import Section

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .schema import ANY
+from .schema import SCALARS
 from .schema import STR
 from .schema import Node
 from .schema import listof
@@ -118,7 +119,7 @@ def _resolve(
             break
         child = _get(container, key)
         if child is None:
-            if child_node.kind in ("str", "value"):
+            if child_node.kind in SCALARS:
                 return None
             child = [] if child_node.kind in ("list", "strlist") else {}
         elif not isinstance(child, (dict, list)):

@@ -44,6 +44,9 @@ class LetsEncryptConfig:
     email: str = ""
     hosts: tuple[str, ...] = ()
     directoryurl: str = "https://acme-v02.api.letsencrypt.org/directory"
+    #: Where HTTP-01 challenges are answered, ``HOST:PORT`` (an extension of ours: distribution answers
+    #: TLS-ALPN-01 on its TLS port instead).
+    http01addr: str = ":80"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,21 @@ class TLSConfig:
     minimumtls: str = "tls1.2"
     ciphersuites: tuple[str, ...] = ()
     letsencrypt: LetsEncryptConfig | None = None
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    enabled: bool = False
+    path: str = "/metrics"
+
+
+@dataclass(frozen=True)
+class DebugConfig:
+    """``http.debug``: the second, plain-HTTP server for health and metrics."""
+
+    #: ``""`` means no debug server; ``"127.0.0.1:0"`` asks for a free port.
+    addr: str = ""
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,7 @@ class HTTPConfig:
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tls: TLSConfig | None = None
     http2_disabled: bool = False
+    debug: DebugConfig = field(default_factory=DebugConfig)
 
     def listen_host(self) -> str:
         """The host part of a tcp :attr:`addr`; ``""`` means all interfaces."""
@@ -166,6 +185,110 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class EndpointConfig:
+    """One of ``notifications.endpoints``."""
+
+    name: str
+    url: str
+    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Seconds; ``<=0`` in the file means 1s, distribution's default.
+    timeout: float = 1.0
+    #: ``<=0`` in the file means 10.
+    threshold: int = 10
+    #: Seconds; ``<=0`` in the file means 1s.
+    backoff: float = 1.0
+    #: ``ignoredmediatypes`` and ``ignore.mediatypes``, merged.
+    ignoredmediatypes: tuple[str, ...] = ()
+    #: ``ignore.actions``.
+    ignoredactions: tuple[str, ...] = ()
+    disabled: bool = False
+    #: The bound of the endpoint's queue (an extension of ours); when full, the oldest event is dropped.
+    queuesize: int = 10_000
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    #: Disabled endpoints are included; the notifier skips them.
+    endpoints: tuple[EndpointConfig, ...] = ()
+    #: ``notifications.events.includereferences``.
+    includereferences: bool = False
+
+
+@dataclass(frozen=True)
+class StorageDriverCheck:
+    enabled: bool = False
+    #: Seconds; 0 in the file means 10s.
+    interval: float = 10.0
+    threshold: int = 0
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    file: str
+    interval: float = 10.0
+
+
+@dataclass(frozen=True)
+class HTTPCheck:
+    uri: str
+    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    statuscode: int = 200
+    #: Seconds; 0 means no timeout.
+    timeout: float = 0.0
+    interval: float = 10.0
+    threshold: int = 0
+
+
+@dataclass(frozen=True)
+class TCPCheck:
+    addr: str
+    #: Seconds; 0 means no timeout.
+    timeout: float = 0.0
+    interval: float = 10.0
+    threshold: int = 0
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    storagedriver: StorageDriverCheck = field(default_factory=StorageDriverCheck)
+    file: tuple[FileCheck, ...] = ()
+    http: tuple[HTTPCheck, ...] = ()
+    tcp: tuple[TCPCheck, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Present only when ``proxy.remoteurl`` is set: the registry is a pull-through cache."""
+
+    remoteurl: str
+    username: str | None = None
+    password: str | None = None
+    #: Seconds; ``None`` (``ttl: 0`` in the file) means cached content never expires.
+    ttl: float | None = 168 * 3600.0
+
+
+@dataclass(frozen=True)
+class PackValidationConfig:
+    """``validation.packs``, an extension of ours."""
+
+    #: Check pack archives pushed under ``.../spectro-packs/archive/<name>:<version>``.
+    enabled: bool = False
+    #: Maintain parent tags such as ``1.28.x`` and ``1.x``.
+    floatingtags: bool = False
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    #: ``validation.enabled``, else ``not validation.disabled``.
+    enabled: bool = True
+    #: ``validation.manifests.urls.allow``: regular expressions.
+    allow: tuple[str, ...] = ()
+    #: ``validation.manifests.urls.deny``: regular expressions.
+    deny: tuple[str, ...] = ()
+    packs: PackValidationConfig = field(default_factory=PackValidationConfig)
+
+
+@dataclass(frozen=True)
 class Config:
     version: str
     log: LogConfig
@@ -176,6 +299,10 @@ class Config:
     catalog_maxentries: int = 1000
     tags_maxtags: int = 1000
     source: str = ""
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    proxy: ProxyConfig | None = None
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,19 @@
 """Reading a configuration document into :class:`~emulator.config.model.Config`, key by key, with
-one-line errors that name the key."""
+one-line errors that name the key.
+
+A :class:`Section`'s getters take each key's type, default, bounds and choices from its declaration in
+:mod:`.schema`, and refuse a key that is not declared; this module assembles the dataclasses and holds the
+rules that span keys (one storage driver, a certificate with its key, the redis cache needing redis...).
+"""
 
 from __future__ import annotations
 
 import copy
 import difflib
 import json
+import math
 import re
+import typing as t
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
@@ -17,20 +24,31 @@ from . import env
 from .model import AuthConfig
 from .model import Config
 from .model import ConfigError
-from .model import GiB
+from .model import DebugConfig
+from .model import EndpointConfig
+from .model import FileCheck
+from .model import HealthConfig
 from .model import HtpasswdConfig
+from .model import HTTPCheck
 from .model import HTTPConfig
 from .model import LetsEncryptConfig
 from .model import LogConfig
-from .model import MiB
+from .model import NotificationsConfig
+from .model import PackValidationConfig
+from .model import PrometheusConfig
+from .model import ProxyConfig
 from .model import RedisConfig
 from .model import RedisPoolConfig
 from .model import S3Config
 from .model import StorageConfig
+from .model import StorageDriverCheck
+from .model import TCPCheck
 from .model import TLSConfig
 from .model import UploadPurgingConfig
+from .model import ValidationConfig
 from .model import split_addr
 from .schema import NON_DRIVERS
+from .schema import REFUSED
 from .schema import SCHEMA
 from .schema import STORAGE_DRIVERS
 from .schema import Node
@@ -74,11 +92,22 @@ def parse_document(document: Mapping[str, Any] | str, source: str) -> dict[str, 
 
 def _keep_header_text(document: yaml.Node) -> None:
     """Header values are sent as written: ``X-Custom: [yes]`` sends ``yes``, not ``True``."""
-    for http in env.mapping_values(document, "http"):
-        for headers in env.mapping_values(http, "headers"):
+    sections = env.mapping_values(document, "http")
+    for notifications in env.mapping_values(document, "notifications"):
+        for endpoints in env.mapping_values(notifications, "endpoints"):
+            sections.extend(_items(endpoints))
+    for health in env.mapping_values(document, "health"):
+        for checks in env.mapping_values(health, "http"):
+            sections.extend(_items(checks))
+    for section in sections:
+        for headers in env.mapping_values(section, "headers"):
             if isinstance(headers, yaml.MappingNode):
                 for _, value in headers.value:
                     env.keep_text(value)
+
+
+def _items(node: yaml.Node) -> list[yaml.Node]:
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
 def _show(value: Any) -> str:
@@ -109,12 +138,14 @@ def _parse_duration(text: str) -> float:
 
 
 class Reader:
-    """Shared state while reading: where errors point, and the warnings so far."""
+    """Shared state while reading: where errors point, the warnings so far, and which declared keys
+    the reader asked for (:attr:`read`, by declaration path: a list's items are ``*``)."""
 
     def __init__(self, source: str, origins: Mapping[str, str], warnings: list[str]) -> None:
         self.source = source
         self.origins = origins
         self.warnings = warnings
+        self.read: set[str] = set()
 
     def origin(self, key: str) -> str | None:
         """The environment variable that set *key* or a section above it."""
@@ -138,66 +169,115 @@ class Reader:
         self.warnings.append(f"{self.source}: {problem}" + (f" (from {variable})" if variable else ""))
 
 
-class Section:
-    """One mapping of the document, with typed getters that raise :class:`ConfigError` on bad values."""
+class UndeclaredKey(LookupError):
+    """The reader asked for a key :data:`~.schema.SCHEMA` does not declare: a bug, not a user's mistake."""
 
-    def __init__(self, reader: Reader, path: str, data: Mapping[str, Any]) -> None:
+
+class Section:
+    """One mapping of the document and its declaration. The typed getters take each key's type, default,
+    bounds and choices from the declaration, and raise :class:`ConfigError` on bad values."""
+
+    def __init__(
+        self, reader: Reader, path: str, data: Mapping[str, Any], node: Node = SCHEMA, pattern: str = ""
+    ) -> None:
         self.reader = reader
         self.path = path
         self.data = data
+        self.node = node
+        #: The declaration path: :attr:`path` with ``*`` for each list index.
+        self.pattern = pattern
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
+    def declared(self, name: str) -> Node:
+        """The declaration of key *name*; asking for it counts as reading it."""
+        node = self.node.fields.get(name)
+        if node is None:
+            raise UndeclaredKey(self.key(name))
+        self.reader.read.add(f"{self.pattern}.{name}" if self.pattern else name)
+        return node
+
     def get(self, name: str) -> Any:
+        self.declared(name)
         return self.data.get(name)
 
     def has(self, name: str) -> bool:
-        return self.data.get(name) not in (None, "", {})
+        return self.get(name) not in (None, "", {})
 
     def fail(self, name: str, problem: str, value: Any = _MISSING) -> ConfigError:
         return self.reader.error(self.key(name), problem, value)
 
     def section(self, name: str) -> Section:
-        value = self.get(name)
+        node = self.declared(name)
+        value = self.data.get(name)
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
             raise self.fail(name, "must be a mapping", value)
-        return Section(self.reader, self.key(name), value)
+        pattern = f"{self.pattern}.{name}" if self.pattern else name
+        return Section(self.reader, self.key(name), value, node, pattern)
 
-    def string(self, name: str, default: str) -> str:
-        value = self.get(name)
+    def sections(self, name: str) -> list[Section]:
+        """The items of a list of mappings; ``key.<index>`` names each."""
+        node = self.declared(name)
+        value = self.data.get(name)
         if value is None:
-            return default
+            return []
+        if not isinstance(value, list):
+            raise self.fail(name, "must be a list", value)
+        assert node.item is not None, name
+        result = []
+        pattern = f"{self.pattern}.{name}.*" if self.pattern else f"{name}.*"
+        for index, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                raise self.fail(f"{name}.{index}", "must be a mapping", item)
+            result.append(Section(self.reader, self.key(f"{name}.{index}"), item, node.item, pattern))
+        return result
+
+    def _leaf(self, name: str, kind: str) -> tuple[Node, Any]:
+        node = self.declared(name)
+        if node.kind != kind:
+            raise UndeclaredKey(f"{self.key(name)} is declared {node.kind}, read as {kind}")
+        return node, self.data.get(name)
+
+    def string(self, name: str) -> str:
+        """A string; absent (or, for some keys, empty), it is the declared default or ``""``."""
+        node, value = self._leaf(name, "str")
+        default = node.default or ""
+        if value is None or (value == "" and node.zero_means_default):
+            return str(default)
         # yaml.v2 decodes a number into a string field as its text, so `secret: 123` is fine.
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
+            value = str(value)
         if not isinstance(value, str):
             raise self.fail(name, "must be a string", value)
+        if node.casefold:
+            value = value.lower()
+        if node.choices and value not in node.choices:
+            raise self.fail(name, f"{node.choices_problem} {', '.join(node.choices)}", self.data.get(name))
         return value
 
     def optional(self, name: str) -> str | None:
-        return self.string(name, "") or None
+        return self.string(name) or None
 
     def required(self, name: str) -> str:
-        value = self.string(name, "")
+        value = self.string(name)
         if not value:
             raise self.fail(name, "required")
         return value
 
-    def choice(
-        self, name: str, default: str, choices: tuple[str, ...], problem: str = "must be one of"
-    ) -> str:
-        value = self.string(name, default)
-        if value not in choices:
-            raise self.fail(name, f"{problem} {', '.join(choices)}", value)
+    def url(self, name: str) -> str:
+        """An absolute http(s) URL, or ``""`` when absent."""
+        value = self.string(name)
+        if value and not re.match(r"https?://[^/]", value):
+            raise self.fail(name, "must be an absolute http or https URL", value)
         return value
 
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.get(name)
+    def boolean(self, name: str) -> bool:
+        node, value = self._leaf(name, "bool")
         if value is None:
-            return default
+            return bool(node.default)
         if isinstance(value, bool):
             return value
         # distribution's s3 driver takes "true"/"false" strings too; accept them everywhere.
@@ -205,44 +285,87 @@ class Section:
             return value.lower() == "true"
         raise self.fail(name, "must be a boolean", value)
 
-    def integer(self, name: str, default: int, low: int | None = None, high: int | None = None) -> int:
-        value = self.get(name)
+    def integer(self, name: str) -> int:
+        number = self.maybe_integer(name)
+        if number is None:
+            raise UndeclaredKey(f"{self.key(name)} has no default; read it with maybe_integer")
+        return number
+
+    def maybe_integer(self, name: str) -> int | None:
+        """An integer, or ``None`` when absent and the declaration has no default."""
+        node, value = self._leaf(name, "int")
         if value is None:
-            return default
+            return t.cast("int | None", node.default)
         if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
             number = int(value)
         elif isinstance(value, int) and not isinstance(value, bool):
             number = value
         else:
             raise self.fail(name, "must be an integer", value)
-        if (low is not None and number < low) or (high is not None and number > high):
-            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise self.fail(name, f"must be {bounds}", value)
-        return number
+        self._check_bounds(name, node, number, value)
+        return t.cast(int, node.default) if number <= 0 and node.zero_means_default else number
 
-    def duration(self, name: str, default: float) -> float:
-        value = self.get(name)
+    def duration(self, name: str) -> float:
+        """Seconds."""
+        node, value = self._leaf(name, "duration")
         if value is None:
-            return default
+            return float(node.default)
         # A plain number is seconds. (distribution would read nanoseconds; nobody means that.)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            seconds = float(value)
+        else:
             try:
-                return _parse_duration(value)
+                seconds = _parse_duration(value) if isinstance(value, str) else math.nan
             except ValueError:
-                pass
-        raise self.fail(name, "must be a duration such as 300ms, 10s, 1m30s or 168h", value)
+                seconds = math.nan
+            if math.isnan(seconds):
+                raise self.fail(name, "must be a duration such as 300ms, 10s, 1m30s or 168h", value)
+        self._check_bounds(name, node, seconds, value)
+        return float(node.default) if seconds <= 0 and node.zero_means_default else seconds
+
+    def _check_bounds(self, name: str, node: Node, number: float, value: Any) -> None:
+        low, high = node.low, node.high
+        if (low is not None and number < low) or (high is not None and number > high):
+            if high is None:
+                bounds = "not be negative" if low == 0 and node.kind == "duration" else f"be at least {low}"
+            else:
+                bounds = f"be between {low} and {high}"
+            raise self.fail(name, f"must {bounds}", value)
 
     def strings(self, name: str) -> tuple[str, ...]:
-        value = self.get(name)
+        """A list of strings; a single string is a list of one."""
+        node = self.declared(name)
+        if node.kind not in ("list", "strlist"):
+            raise UndeclaredKey(f"{self.key(name)} is declared {node.kind}, read as a list of strings")
+        return self._strings(name, node, self.data.get(name))
+
+    def _strings(self, name: str, node: Node, value: Any) -> tuple[str, ...]:
         if value is None:
             return ()
         if isinstance(value, str):
-            return (value,)
-        if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
-            return tuple(str(item) for item in value)
-        raise self.fail(name, "must be a list of strings", value)
+            value = [value]
+        if not (isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value)):
+            raise self.fail(name, "must be a list of strings", value)
+        result = tuple(str(item) for item in value)
+        for index, item in enumerate(result):
+            if node.choices and item not in node.choices:
+                raise self.fail(f"{name}.{index}", f"{node.choices_problem} {', '.join(node.choices)}", item)
+        return result
+
+    def headers(self, name: str) -> dict[str, tuple[str, ...]]:
+        """Header names to their values."""
+        node = self.declared(name)
+        if node.kind != "map" or node.other is None or node.other.kind != "strlist":
+            raise UndeclaredKey(f"{self.key(name)} is not declared as headers")
+        value = self.data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(name, "must be a mapping of header names to lists of strings", value)
+        section = Section(self.reader, self.key(name), value, node)
+        return {
+            str(header): section._strings(str(header), node.other, item) for header, item in value.items()
+        }
 
 
 def _unknown_keys(value: Any, node: Node, path: str) -> Iterator[str]:
@@ -260,6 +383,36 @@ def _unknown_keys(value: Any, node: Node, path: str) -> Iterator[str]:
             yield from _unknown_keys(item, node.item, f"{path}.{index}")
 
 
+def _refusals(value: Any, node: Node, path: str) -> Iterator[tuple[str, Node, Any]]:
+    """The keys set in *value* that are declared refused: a section that is empty or null, a false
+    boolean, and a value the emulator implements anyway are accepted."""
+    if node.status == REFUSED:
+        if _is_set(value) and value not in node.accepted:
+            yield path, node, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            child = node.fields.get(key) if isinstance(key, str) else None
+            if child is not None:
+                yield from _refusals(item, child, f"{path}.{key}" if path else str(key))
+    elif node.kind == "list" and node.item is not None and isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _refusals(item, node.item, f"{path}.{index}")
+
+
+def _is_set(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(map(_is_set, value.values()))
+    if isinstance(value, list):
+        return any(map(_is_set, value))
+    return not (value is None or value is False or value == "")
+
+
+def refusal(reader: Reader, key: str, node: Node, value: Any) -> ConfigError:
+    """The error for a key the emulator refuses: ``<key>: is set but <why> (remove ...)``."""
+    what = "the section" if isinstance(value, (Mapping, list)) else "the key"
+    return reader.error(key, f"is set but {node.reason} (remove {what})")
+
+
 def read_config(reader: Reader, root: Section) -> Config:
     version = root.get("version")
     if version is None:
@@ -267,40 +420,40 @@ def read_config(reader: Reader, root: Section) -> Config:
     # YAML reads `version: 0.1` as a float.
     if version not in ("0.1", 0.1):
         raise reader.error("version", f'unsupported version {json.dumps(str(version))}; must be "0.1"')
+    for key, node, value in _refusals(root.data, SCHEMA, ""):
+        raise refusal(reader, key, node, value)
     for key in _unknown_keys(root.data, SCHEMA, ""):
         reader.warn(key, f"unknown key {key} (ignored)")
     redis = _read_redis(root.section("redis"))
-    catalog = root.section("catalog").integer("maxentries", 0, low=0) or 1000
-    tags = root.section("tags").integer("maxtags", 0, low=0) or 1000
+    storage = _read_storage(root, redis)
     return Config(
         version="0.1",
         log=_read_log(root),
-        storage=_read_storage(root, redis),
+        storage=storage,
         http=_read_http(root.section("http")),
         auth=_read_auth(root),
         redis=redis,
-        catalog_maxentries=catalog,
-        tags_maxtags=tags,
+        catalog_maxentries=root.section("catalog").integer("maxentries"),
+        tags_maxtags=root.section("tags").integer("maxtags"),
         source=reader.source,
+        notifications=_read_notifications(root.section("notifications")),
+        health=_read_health(root.section("health")),
+        proxy=_read_proxy(root.section("proxy"), storage),
+        validation=_read_validation(root.section("validation")),
     )
 
 
 def _read_log(root: Section) -> LogConfig:
     log = root.section("log")
     # The deprecated top-level `loglevel` still counts when log.level is absent.
-    where, name = (
-        (root, "loglevel")
-        if log.get("level") is None and root.get("loglevel") is not None
-        else (log, "level")
-    )
-    level = where.string(name, "info").lower()
-    if level not in ("error", "warn", "info", "debug"):
-        raise where.fail(name, "must be one of error, warn, info, debug", where.get(name))
+    level = log.string("level")
+    if log.get("level") is None and root.get("loglevel") is not None:
+        level = root.string("loglevel")
     return LogConfig(
         level=level,
-        formatter=log.choice("formatter", "text", ("text", "json", "logstash")),
+        formatter=log.string("formatter"),
         fields=copy.deepcopy(dict(log.section("fields").data)),
-        accesslog_disabled=log.section("accesslog").boolean("disabled", False),
+        accesslog_disabled=log.section("accesslog").boolean("disabled"),
     )
 
 
@@ -326,19 +479,16 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
         )
         raise ConfigError(reader.source, "storage", problem)
     name = str(drivers[0])
-    if name not in ("inmemory", "filesystem", "s3", "s3aws"):
-        raise storage.reader.error(
-            "storage",
-            f"storage driver {_show(name)} is not supported by this emulator"
-            " (supported: inmemory, filesystem, s3)",
-        )
+    driver = storage.node.fields[name]
+    if driver.status == REFUSED:
+        # Naming a driver selects it, even with no parameters.
+        raise refusal(storage.reader, storage.key(name), driver, storage.data[name])
     params = storage.section(name)
-    rootdirectory = "/var/lib/registry"
-    maxthreads = 100
-    s3 = None
+    defaults = StorageConfig(driver=name)
+    rootdirectory, maxthreads, s3 = defaults.rootdirectory, defaults.maxthreads, None
     if name == "filesystem":
-        rootdirectory = params.string("rootdirectory", rootdirectory)
-        maxthreads = params.integer("maxthreads", maxthreads)
+        rootdirectory = params.string("rootdirectory")
+        maxthreads = params.integer("maxthreads")
         if maxthreads < 25:
             # distribution raises it to its minimum rather than failing.
             key = params.key("maxthreads")
@@ -349,10 +499,10 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
 
     cache = storage.section("cache")
     kind = cache.key("blobdescriptor")
-    blobdescriptor = cache.string("blobdescriptor", "")
+    blobdescriptor = cache.string("blobdescriptor")
     if not blobdescriptor:
         kind = cache.key("layerinfo")
-        blobdescriptor = cache.string("layerinfo", "")
+        blobdescriptor = cache.string("layerinfo")
     if blobdescriptor == "redis" and redis is None:
         raise cache.reader.error(kind, "the redis cache needs a top-level redis section with an addr")
     if blobdescriptor not in ("", "inmemory", "redis"):
@@ -361,7 +511,6 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
 
     maintenance = storage.section("maintenance")
     purging = maintenance.section("uploadpurging")
-    defaults = UploadPurgingConfig()
     delete = storage.section("delete")
     if isinstance(delete.get("enabled"), str):
         # distribution enables deletes for the YAML boolean true only: a quoted "true" leaves them off.
@@ -369,23 +518,23 @@ def _read_storage(root: Section, redis: RedisConfig | None) -> StorageConfig:
         delete.reader.warn(key, f"{key}: a string, not a boolean: deletes stay disabled, as in distribution")
         delete_enabled = False
     else:
-        delete_enabled = delete.boolean("enabled", False)
+        delete_enabled = delete.boolean("enabled")
     return StorageConfig(
         driver="s3" if name == "s3aws" else name,
         rootdirectory=rootdirectory,
         maxthreads=maxthreads,
         s3=s3,
         blobdescriptor=blobdescriptor or None,
-        blobdescriptorsize=cache.integer("blobdescriptorsize", 10000, low=0),
+        blobdescriptorsize=cache.integer("blobdescriptorsize"),
         delete_enabled=delete_enabled,
-        redirect_disable=storage.section("redirect").boolean("disable", False),
+        redirect_disable=storage.section("redirect").boolean("disable"),
         uploadpurging=UploadPurgingConfig(
-            enabled=purging.boolean("enabled", defaults.enabled),
-            age=purging.duration("age", defaults.age),
-            interval=purging.duration("interval", defaults.interval),
-            dryrun=purging.boolean("dryrun", defaults.dryrun),
+            enabled=purging.boolean("enabled"),
+            age=purging.duration("age"),
+            interval=purging.duration("interval"),
+            dryrun=purging.boolean("dryrun"),
         ),
-        readonly=maintenance.section("readonly").boolean("enabled", False),
+        readonly=maintenance.section("readonly").boolean("enabled"),
     )
 
 
@@ -407,78 +556,82 @@ def _refuse_unknown_storage_keys(storage: Section, drivers: list[Any]) -> None:
 
 
 def _read_s3(s3: Section) -> S3Config:
-    port = s3.integer("port", 0, low=1, high=65535) if s3.get("port") is not None else None
     return S3Config(
         region=s3.required("region"),
         bucket=s3.required("bucket"),
-        rootdirectory=s3.string("rootdirectory", ""),
-        encrypt=s3.boolean("encrypt", False),
-        secure=s3.boolean("secure", True),
+        rootdirectory=s3.string("rootdirectory"),
+        encrypt=s3.boolean("encrypt"),
+        secure=s3.boolean("secure"),
         accesskey=s3.optional("accesskey"),
         secretkey=s3.optional("secretkey"),
         host=s3.optional("host"),
-        port=port,
+        port=s3.maybe_integer("port"),
         regionendpoint=s3.optional("regionendpoint"),
-        forcepathstyle=s3.boolean("forcepathstyle", False),
-        chunksize=s3.integer("chunksize", 10 * MiB, low=5 * MiB, high=5 * GiB),
-        skipverify=s3.boolean("skipverify", False),
-        storageclass=s3.string("storageclass", "STANDARD"),
-        v4auth=s3.boolean("v4auth", True),
+        forcepathstyle=s3.boolean("forcepathstyle"),
+        chunksize=s3.integer("chunksize"),
+        skipverify=s3.boolean("skipverify"),
+        storageclass=s3.string("storageclass"),
+        v4auth=s3.boolean("v4auth"),
         keyid=s3.optional("keyid"),
-        objectacl=s3.string("objectacl", "private"),
-        multipartcopychunksize=s3.integer("multipartcopychunksize", 32 * MiB, low=5 * MiB, high=5 * GiB),
-        multipartcopythresholdsize=s3.integer("multipartcopythresholdsize", 32 * MiB, low=0, high=5 * GiB),
-        multipartcopymaxconcurrency=s3.integer("multipartcopymaxconcurrency", 100, low=1),
+        objectacl=s3.string("objectacl"),
+        multipartcopychunksize=s3.integer("multipartcopychunksize"),
+        multipartcopythresholdsize=s3.integer("multipartcopythresholdsize"),
+        multipartcopymaxconcurrency=s3.integer("multipartcopymaxconcurrency"),
         useragent=s3.optional("useragent"),
     )
 
 
 def _read_http(http: Section) -> HTTPConfig:
-    net = http.choice("net", "tcp", ("tcp", "unix"))
-    addr = http.string("addr", ":5000")
+    net = http.string("net")
+    addr = http.string("addr")
     if net == "tcp":
-        try:
-            split_addr(addr)
-        except ValueError as exc:
-            raise http.fail("addr", str(exc), addr) from None
+        _check_addr(http, "addr", addr)
     elif not addr:
         raise http.fail("addr", "required: the socket path when net is unix")
-    prefix = http.string("prefix", "") or "/"
+    prefix = http.string("prefix")
     if not (prefix.startswith("/") and prefix.endswith("/")):
         raise http.fail("prefix", "must start and end with /", prefix)
     host = http.optional("host")
     if host is not None and not re.match(r"https?://[^/]", host):
         raise http.fail("host", "must be an absolute URL such as https://registry.example.com", host)
-
-    headers: dict[str, tuple[str, ...]] = {}
-    value = http.get("headers")
-    if value is not None and not isinstance(value, Mapping):
-        raise http.fail("headers", "must be a mapping of header names to lists of strings", value)
-    section = http.section("headers")
-    for name in section.data:
-        headers[str(name)] = section.strings(name)
     return HTTPConfig(
         addr=addr,
         net=net,
         prefix=prefix,
         host=host,
-        relativeurls=http.boolean("relativeurls", False),
-        secret=http.string("secret", ""),
-        draintimeout=http.duration("draintimeout", 0.0),
-        maxconnections=http.integer("maxconnections", 1000, low=1),
-        headers=headers,
+        relativeurls=http.boolean("relativeurls"),
+        secret=http.string("secret"),
+        draintimeout=http.duration("draintimeout"),
+        maxconnections=http.integer("maxconnections"),
+        headers=http.headers("headers"),
         tls=_read_tls(http.section("tls")),
-        http2_disabled=http.section("http2").boolean("disabled", False),
+        http2_disabled=http.section("http2").boolean("disabled"),
+        debug=_read_debug(http.section("debug")),
+    )
+
+
+def _check_addr(section: Section, name: str, addr: str) -> None:
+    try:
+        split_addr(addr)
+    except ValueError as exc:
+        raise section.fail(name, str(exc), addr) from None
+
+
+def _read_debug(debug: Section) -> DebugConfig:
+    addr = debug.string("addr")
+    if addr:
+        _check_addr(debug, "addr", addr)
+    prometheus = debug.section("prometheus")
+    path = prometheus.string("path")
+    if not path.startswith("/"):
+        raise prometheus.fail("path", "must start with /", path)
+    return DebugConfig(
+        addr=addr, prometheus=PrometheusConfig(enabled=prometheus.boolean("enabled"), path=path)
     )
 
 
 def _read_tls(tls: Section) -> TLSConfig | None:
-    minimumtls = tls.choice(
-        "minimumtls",
-        "tls1.2",
-        ("tls1.0", "tls1.1", "tls1.2", "tls1.3"),
-        "unknown minimum TLS level; must be one of",
-    )
+    minimumtls = tls.string("minimumtls")
     certificate = tls.optional("certificate")
     key = tls.optional("key")
     if certificate and not key:
@@ -487,13 +640,16 @@ def _read_tls(tls: Section) -> TLSConfig | None:
         raise tls.fail("certificate", "required when http.tls.key is set")
     encrypt = tls.section("letsencrypt")
     letsencrypt = None
-    if any(encrypt.has(name) for name in encrypt.data):
+    # Any key set, even an unknown one, means Let's Encrypt was meant: then cachefile is required.
+    if any(value not in (None, "", {}) for value in encrypt.data.values()):
         letsencrypt = LetsEncryptConfig(
             cachefile=encrypt.required("cachefile"),
-            email=encrypt.string("email", ""),
+            email=encrypt.string("email"),
             hosts=encrypt.strings("hosts"),
-            directoryurl=encrypt.string("directoryurl", "") or LetsEncryptConfig.directoryurl,
+            directoryurl=encrypt.string("directoryurl"),
+            http01addr=encrypt.string("http01addr"),
         )
+        _check_addr(encrypt, "http01addr", letsencrypt.http01addr)
     if certificate and letsencrypt:
         raise tls.reader.error(tls.path, "cannot specify both certificate and Let's Encrypt")
     config = TLSConfig(
@@ -519,6 +675,10 @@ def _read_auth(root: Section) -> AuthConfig:
     if len(kinds) > 1:
         names = ", ".join(kinds[:-1]) + f" and {kinds[-1]}"
         raise auth.reader.error("auth", f"exactly one auth type allowed, found {names}")
+    declared = auth.node.fields.get(kinds[0])
+    if declared is not None and declared.status == REFUSED:
+        # Naming an auth type selects it, even with no parameters.
+        raise refusal(auth.reader, auth.key(kinds[0]), declared, auth.data[kinds[0]])
     if kinds[0] != "htpasswd":
         raise auth.reader.error(
             "auth", f"auth type {_show(kinds[0])} is not supported by this emulator (supported: htpasswd)"
@@ -530,24 +690,162 @@ def _read_auth(root: Section) -> AuthConfig:
 
 
 def _read_redis(redis: Section) -> RedisConfig | None:
-    addr = redis.string("addr", "")
+    addr = redis.string("addr")
     pool = redis.section("pool")
-    defaults = RedisPoolConfig()
     config = RedisConfig(
         addr=addr,
         password=redis.optional("password"),
-        db=redis.integer("db", 0, low=0),
-        dialtimeout=redis.duration("dialtimeout", 0.0),
-        readtimeout=redis.duration("readtimeout", 0.0),
-        writetimeout=redis.duration("writetimeout", 0.0),
+        db=redis.integer("db"),
+        dialtimeout=redis.duration("dialtimeout"),
+        readtimeout=redis.duration("readtimeout"),
+        writetimeout=redis.duration("writetimeout"),
         pool=RedisPoolConfig(
-            maxidle=pool.integer("maxidle", defaults.maxidle, low=0),
-            maxactive=pool.integer("maxactive", defaults.maxactive, low=0),
-            idletimeout=pool.duration("idletimeout", defaults.idletimeout),
+            maxidle=pool.integer("maxidle"),
+            maxactive=pool.integer("maxactive"),
+            idletimeout=pool.duration("idletimeout"),
         ),
     )
     # As in distribution, redis is off unless it has an address.
     return config if addr else None
+
+
+def _read_notifications(notifications: Section) -> NotificationsConfig:
+    return NotificationsConfig(
+        endpoints=tuple(_read_endpoint(item) for item in notifications.sections("endpoints")),
+        includereferences=notifications.section("events").boolean("includereferences"),
+    )
+
+
+def _read_endpoint(endpoint: Section) -> EndpointConfig:
+    disabled = endpoint.boolean("disabled")
+    name = endpoint.string("name")
+    url = endpoint.url("url")
+    if not disabled:
+        # distribution checks neither; an enabled endpoint without them could never deliver.
+        name, url = endpoint.required("name"), url or endpoint.required("url")
+    ignore = endpoint.section("ignore")
+    # The two lists are one set, as in distribution.
+    mediatypes = endpoint.strings("ignoredmediatypes") + ignore.strings("mediatypes")
+    return EndpointConfig(
+        name=name,
+        url=url,
+        headers=endpoint.headers("headers"),
+        timeout=endpoint.duration("timeout"),
+        threshold=endpoint.integer("threshold"),
+        backoff=endpoint.duration("backoff"),
+        ignoredmediatypes=tuple(dict.fromkeys(mediatypes)),
+        ignoredactions=tuple(dict.fromkeys(ignore.strings("actions"))),
+        disabled=disabled,
+        queuesize=endpoint.integer("queuesize"),
+    )
+
+
+def _read_health(health: Section) -> HealthConfig:
+    driver = health.section("storagedriver")
+    files = [_read_file_check(check) for check in health.sections("file")]
+    https = [_read_http_check(check) for check in health.sections("http")]
+    tcps = [_read_tcp_check(check) for check in health.sections("tcp")]
+    # distribution names a check by its file, URI or address, and panics on a second one of a name.
+    first: dict[str, str] = {}
+    for kind, name in (("file", "file"), ("http", "uri"), ("tcp", "addr")):
+        for check in health.sections(kind):
+            value = str(check.get(name))
+            if value in first:
+                problem = f"a second health check named {_show(value)} (the first is {first[value]})"
+                raise check.fail(name, problem)
+            first[value] = check.key(name)
+    return HealthConfig(
+        storagedriver=StorageDriverCheck(
+            enabled=driver.boolean("enabled"),
+            interval=driver.duration("interval"),
+            threshold=driver.integer("threshold"),
+        ),
+        file=tuple(files),
+        http=tuple(https),
+        tcp=tuple(tcps),
+    )
+
+
+def _read_file_check(check: Section) -> FileCheck:
+    if check.data.get("threshold") is not None:
+        key = check.key("threshold")
+        check.reader.warn(key, f"{key}: ignored, as in distribution: a file check fails at once")
+    return FileCheck(file=check.required("file"), interval=check.duration("interval"))
+
+
+def _read_http_check(check: Section) -> HTTPCheck:
+    return HTTPCheck(
+        uri=check.url("uri") or check.required("uri"),
+        headers=check.headers("headers"),
+        statuscode=check.integer("statuscode"),
+        timeout=check.duration("timeout"),
+        interval=check.duration("interval"),
+        threshold=check.integer("threshold"),
+    )
+
+
+def _read_tcp_check(check: Section) -> TCPCheck:
+    addr = check.required("addr")
+    _check_addr(check, "addr", addr)
+    return TCPCheck(
+        addr=addr,
+        timeout=check.duration("timeout"),
+        interval=check.duration("interval"),
+        threshold=check.integer("threshold"),
+    )
+
+
+def _read_proxy(proxy: Section, storage: StorageConfig) -> ProxyConfig | None:
+    remoteurl = proxy.url("remoteurl")
+    if not remoteurl:
+        # As in distribution, an empty remoteurl means the registry is no proxy.
+        return None
+    ttl = proxy.duration("ttl")
+    if ttl and not storage.delete_enabled:
+        key = proxy.key("ttl")
+        proxy.reader.warn(
+            key,
+            f"{key}: cached content does not expire while storage.delete.enabled is false,"
+            " as in distribution",
+        )
+    return ProxyConfig(
+        remoteurl=remoteurl,
+        username=proxy.optional("username"),
+        password=proxy.optional("password"),
+        ttl=ttl or None,
+    )
+
+
+def _read_validation(validation: Section) -> ValidationConfig:
+    # distribution reads `enabled: false` as unset and then takes !disabled, so only `disabled: true`
+    # turns validation off.
+    written = validation.boolean("enabled")
+    enabled = written or not validation.boolean("disabled")
+    if validation.get("enabled") is not None and enabled and not written:
+        key = validation.key("enabled")
+        validation.reader.warn(
+            key, f"{key}: false leaves validation on, as in distribution; set validation.disabled: true"
+        )
+    urls = validation.section("manifests").section("urls")
+    packs = validation.section("packs")
+    return ValidationConfig(
+        enabled=enabled,
+        allow=_patterns(urls, "allow"),
+        deny=_patterns(urls, "deny"),
+        packs=PackValidationConfig(
+            enabled=packs.boolean("enabled"), floatingtags=packs.boolean("floatingtags")
+        ),
+    )
+
+
+def _patterns(urls: Section, name: str) -> tuple[str, ...]:
+    patterns = urls.strings(name)
+    for index, pattern in enumerate(patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise urls.fail(f"{name}.{index}", f"not a regular expression: {exc}", pattern) from None
+    return patterns
 
 
 def plain(value: Any) -> Any:
