@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import os
 import sys
 import tempfile
@@ -22,12 +21,13 @@ import time
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.servers import RSSSampler
 from benchmarks.servers import status_kib
+from pax_registry_fixtures.client import Client
+from pax_registry_fixtures.client import expect
 from pax_registry_fixtures.process import RegistryProcess
 
 MIB = 1 << 20
@@ -72,63 +72,26 @@ def digest_of(chunks: t.Iterable[bytes]) -> str:
 # -- HTTP --------------------------------------------------------------------------------------------------
 
 
-def connect(url: str) -> http.client.HTTPConnection:
-    parts = urlsplit(url)
-    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600)
-
-
-def start_upload(url: str) -> str:
-    connection = connect(url)
-    connection.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", headers={"Content-Length": "0"})
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    if response.status != 202:
-        raise RuntimeError(f"starting the upload gave {response.status}")
-    location = response.getheader("Location") or ""
-    path = urlsplit(location)
-    return f"{path.path}?{path.query}" if path.query else path.path
-
-
 def push(url: str, size: int, block: bytes, digest: str) -> float:
     """One monolithic ``PUT`` with a ``Content-Length``, sent chunk by chunk; returns seconds."""
-    upload = start_upload(url)
-    separator = "&" if "?" in upload else "?"
-    connection = connect(url)
-    started = time.perf_counter()
-    connection.putrequest("PUT", f"{upload}{separator}digest={digest}")
-    connection.putheader("Content-Type", "application/octet-stream")
-    connection.putheader("Content-Length", str(size))
-    connection.endheaders()
-    for chunk in content(size, block):
-        connection.send(chunk)
-    response = connection.getresponse()
-    body = response.read()
-    elapsed = time.perf_counter() - started
-    connection.close()
-    if response.status != 201:
-        raise RuntimeError(f"the push gave {response.status}: {body[:500]!r}")
-    return elapsed
+    with Client(url) as client:
+        location = client.start_upload(REPOSITORY).headers["Location"]
+        started = time.perf_counter()
+        client.finish_upload(location, digest, content(size, block), size)
+        return time.perf_counter() - started
 
 
 def pull(url: str, size: int, digest: str, *, verify: bool) -> float:
-    """``GET`` the blob, reading 1 MiB at a time and discarding it; returns seconds."""
-    connection = connect(url)
-    started = time.perf_counter()
-    connection.request("GET", f"/v2/{REPOSITORY}/blobs/{digest}")
-    response = connection.getresponse()
-    if response.status != 200:
-        raise RuntimeError(f"the pull gave {response.status}: {response.read()[:500]!r}")
+    """``GET`` the blob, streamed through the client's buffer and discarded; returns seconds."""
     hasher = hashlib.sha256() if verify else None
-    received = 0
-    while chunk := response.read(CHUNK):
-        received += len(chunk)
-        if hasher is not None:
-            hasher.update(chunk)
-    elapsed = time.perf_counter() - started
-    connection.close()
-    if received != size:
-        raise RuntimeError(f"pulled {received} bytes, expected {size}")
+    with Client(url) as client:
+        started = time.perf_counter()
+        target = f"/v2/{REPOSITORY}/blobs/{digest}"
+        response = client.request("GET", target, discard=True, sink=hasher.update if hasher else None)
+        elapsed = time.perf_counter() - started
+    expect(response, 200, "the pull")
+    if response.received != size:
+        raise RuntimeError(f"pulled {response.received} bytes, expected {size}")
     if hasher is not None and f"sha256:{hasher.hexdigest()}" != digest:
         raise RuntimeError("the pulled blob has the wrong digest")
     return elapsed

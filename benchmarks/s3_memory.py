@@ -1,10 +1,11 @@
 """Peak RSS of the emulator while a 1 GiB blob is pushed to S3 storage. (A script, not a test.)
 
-moto's S3 server and ``python -m emulator serve`` run as two child processes, so only the registry's own
-memory is measured. After a small warm-up push (so that lazily imported code and connection pools exist),
-the script reads the server's high-water mark (``VmHWM``), pushes the blob as clients do, ``POST`` then
-one streamed ``PATCH`` (or ``--chunk`` sized PATCHes) then ``PUT ?digest=``, with fresh random bytes that
-the client never holds whole, and reports how much the push raised the peak::
+``python -m emulator serve`` runs as a child process, storing in a bucket on moto's S3 server (the
+fixtures' :class:`~pax_registry_fixtures.s3.S3Server`, in this process), so only the registry's own memory
+is measured. After a small warm-up push (so that lazily imported code and connection pools exist), the
+script reads the server's high-water mark (``VmHWM``), pushes the blob as clients do, ``POST`` then one
+streamed ``PATCH`` (or ``--chunk`` sized PATCHes) then ``PUT ?digest=``, with fresh random bytes that the
+client never holds whole, and reports how much the push raised the peak::
 
     python benchmarks/s3_memory.py                      # 1 GiB in one PATCH
     python benchmarks/s3_memory.py --size 256M --chunk 64M
@@ -17,23 +18,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
+import logging
 import os
-import subprocess
 import sys
 import time
 import typing as t
-import urllib.error
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.servers import RSSSampler
 from benchmarks.servers import status_kib
+from pax_registry_fixtures.client import Client
+from pax_registry_fixtures.client import expect
 from pax_registry_fixtures.process import RegistryProcess
-from pax_registry_fixtures.process import free_port
+from pax_registry_fixtures.s3 import S3Server
 
 MiB = 1 << 20
 REPOSITORY = "bench/s3"
@@ -49,99 +48,37 @@ def size_arg(text: str) -> int:
     return int(value)
 
 
-class MotoProcess:
-    """``python -m moto.server`` on a loopback port, stopped by its pid."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
-                    return
-            except urllib.error.HTTPError:
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("moto did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
-def connect(url: str) -> http.client.HTTPConnection:
-    parts = urlsplit(url)
-    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=3600)
-
-
-def request(url: str, method: str, target: str, body: bytes = b"") -> http.client.HTTPResponse:
-    connection = connect(url)
-    connection.request(method, target, body=body, headers={"Content-Length": str(len(body))})
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    return response
-
-
-def relative(location: str) -> str:
-    parts = urlsplit(location)
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+def random_pieces(length: int, hasher: t.Any) -> t.Iterator[bytes]:
+    """``length`` fresh random bytes in 1 MiB pieces, hashed as they are made: the client never holds the
+    blob whole."""
+    left = length
+    while left:
+        block = os.urandom(min(MiB, left))
+        hasher.update(block)
+        left -= len(block)
+        yield block
 
 
 def push(url: str, size: int, chunk: int) -> tuple[str, float]:
     """Push ``size`` fresh random bytes in PATCHes of ``chunk`` (0: one); returns the digest and seconds."""
     started = time.perf_counter()
-    answer = request(url, "POST", f"/v2/{REPOSITORY}/blobs/uploads/")
-    assert answer.status == 202, answer.status
-    location = relative(answer.getheader("Location") or "")
     hasher = hashlib.sha256()
-    sent = 0
-    while sent < size:
-        length = min(chunk or size, size - sent)
-        connection = connect(url)
-        connection.putrequest("PATCH", location)
-        connection.putheader("Content-Type", "application/octet-stream")
-        connection.putheader("Content-Length", str(length))
-        connection.putheader("Content-Range", f"{sent}-{sent + length - 1}")
-        connection.endheaders()
-        left = length
-        while left:
-            block = os.urandom(min(MiB, left))
-            hasher.update(block)
-            connection.send(block)
-            left -= len(block)
-        response = connection.getresponse()
-        response.read()
-        connection.close()
-        assert response.status == 202, (response.status, response.getheader("Content-Type"))
-        location = relative(response.getheader("Location") or "")
-        sent += length
-    digest = f"sha256:{hasher.hexdigest()}"
-    answer = request(url, "PUT", f"{location}&digest={digest}")
-    assert answer.status == 201, answer.status
+    with Client(url, timeout=3600) as client:
+        location = client.start_upload(REPOSITORY).headers["Location"]
+        for offset in range(0, size, chunk or size):
+            length = min(chunk or size, size - offset)
+            location = client.patch(location, random_pieces(length, hasher), offset, length)
+        digest = client.finish_upload(location, f"sha256:{hasher.hexdigest()}")
     return digest, time.perf_counter() - started
 
 
 def pull(url: str, digest: str, size: int) -> float:
     started = time.perf_counter()
-    connection = connect(url)
-    connection.request("GET", f"/v2/{REPOSITORY}/blobs/{digest}")
-    response = connection.getresponse()
-    assert response.status == 200, response.status
     hasher = hashlib.sha256()
-    received = 0
-    while block := response.read(MiB):
-        hasher.update(block)
-        received += len(block)
-    connection.close()
-    assert received == size and f"sha256:{hasher.hexdigest()}" == digest, "the pulled blob differs"
+    with Client(url, timeout=3600) as client:
+        response = client.request("GET", f"/v2/{REPOSITORY}/blobs/{digest}", sink=hasher.update)
+    expect(response, 200, "the pull")
+    assert response.received == size and f"sha256:{hasher.hexdigest()}" == digest, "the pulled blob differs"
     return time.perf_counter() - started
 
 
@@ -154,28 +91,12 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=float, default=64.0, help="fail at this rise of the peak, MiB")
     args = parser.parse_args(argv)
 
-    import boto3
-
-    moto = MotoProcess()
-    try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=moto.url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        section = {
-            "region": "us-east-1",
-            "bucket": BUCKET,
-            "accesskey": "x",
-            "secretkey": "x",
-            "regionendpoint": moto.url,
-            "secure": False,
-            "rootdirectory": "/bench",
-            "chunksize": args.chunksize,
-        }
+    # moto's server logs every request through Werkzeug's logger unless it has a level already.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # moto serves from this process: only the registry, a child process, is measured.
+    with S3Server() as s3:
+        bucket = s3.new_bucket(BUCKET)
+        section = {**bucket.section, "rootdirectory": "/bench", "chunksize": args.chunksize}
         config = {
             "log": {"level": "error", "accesslog": {"disabled": True}},
             "storage": {"s3": section, "redirect": {"disable": True}},
@@ -199,8 +120,6 @@ def main(argv: t.Sequence[str] | None = None) -> int:
                 with RSSSampler(registry.pid) as pulled:
                     seconds = pull(registry.url, digest, args.size)
                 print(f"pull:                 {seconds:.1f} s, peak RSS {pulled.peak_kib / 1024:.1f} MiB")
-    finally:
-        moto.stop()
     if rise >= args.limit:
         print(f"FAIL: the push raised the peak by {rise:.1f} MiB (limit {args.limit:.0f} MiB)")
         return 1

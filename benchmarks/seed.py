@@ -12,9 +12,8 @@ import subprocess
 import typing as t
 from pathlib import Path
 
-from benchmarks.client import OCI_CONFIG
-from benchmarks.client import OCI_LAYER
-from benchmarks.client import OCI_MANIFEST
+from pax_registry_fixtures.seeding import OCI_MANIFEST
+from pax_registry_fixtures.seeding import image_manifest
 
 MANIFEST_REPOSITORY = "bench/manifest"
 MANIFEST_TAG = "latest"
@@ -34,14 +33,7 @@ def seed(root: Path, *, tags: int, repositories: int) -> str:
     layer = b"benchmark layer\n" * 64
     config_digest = registry.blobs.put(config)
     layer_digest = registry.blobs.put(layer)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": str(config_digest), "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER, "digest": str(layer_digest), "size": len(layer)}],
-        }
-    ).encode()
+    manifest = image_manifest(config, [layer])
 
     def repository(name: str, tag_names: t.Iterable[str]) -> str:
         registry.blobs.link(name, config_digest)

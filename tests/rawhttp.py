@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from types import TracebackType
+import typing as t
 
 __all__ = [
     "ConnectionClosed",
@@ -35,7 +35,15 @@ MAX_BODY = 1 << 28
 
 
 class ConnectionClosed(Exception):
-    """The server closed the connection (or reset it) before a whole response arrived."""
+    """The server closed the connection (or reset it) before a whole response arrived.
+
+    :attr:`how` tells which: ``"closed"`` before the first byte of a response, ``"reset"``, or ``"cut off"``
+    inside a response.
+    """
+
+    def __init__(self, message: str, how: t.Literal["closed", "reset", "cut off"] = "cut off") -> None:
+        super().__init__(message)
+        self.how = how
 
 
 class MalformedResponse(AssertionError):
@@ -134,12 +142,12 @@ class RawConnection:
         try:
             return self._read_response(method)
         except ConnectionResetError as e:
-            raise ConnectionClosed("the server reset the connection") from e
+            raise ConnectionClosed("the server reset the connection", "reset") from e
 
     def _read_response(self, method: str) -> RawResponse:
         status_line = self._readline()
         if not status_line:
-            raise ConnectionClosed("the server closed the connection before answering")
+            raise ConnectionClosed("the server closed the connection before answering", "closed")
         version, status, reason = _parse_status_line(status_line)
         headers = self._read_fields()
         response = RawResponse(version, status, reason, headers, b"", chunked=False)
@@ -255,12 +263,7 @@ class RawConnection:
     def __enter__(self) -> RawConnection:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -25,6 +25,7 @@ from emulator.config import merged
 from pax_registry_fixtures.distribution import DistributionServer
 from pax_registry_fixtures.distribution import write_htpasswd
 from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.tls import TLSFiles
 
 #: docker-registry missing fails its runs (``noxfile.install_peers`` installs it): no skip hides them.
 TARGETS = [pytest.param("distribution", marks=pytest.mark.peers), "emulator"]
@@ -203,36 +204,10 @@ def test_htpasswd_and_headers(target: Target, tmp_path: Path) -> None:
     assert checks["test_config::test_configured_headers_are_on_every_response[unauthorized]"] == "passed"
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    import trustme
-
-    directory = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("conformance@example.test")
-    files = {
-        "ca": directory / "ca.pem",
-        "cert": directory / "cert.pem",
-        "key": directory / "key.pem",
-        "client": directory / "client.pem",
-    }
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
-    server.private_key_pem.write_to_path(str(files["key"]))
-    client.private_key_and_cert_chain_pem.write_to_path(str(files["client"]))
-    return {name: str(path) for name, path in files.items()}
-
-
 @pytest.mark.parametrize("client_certificates", [False, True], ids=["tls", "mutual-tls"])
-def test_tls(target: Target, tls_files: dict[str, str], client_certificates: bool) -> None:
-    tls: dict[str, t.Any] = {
-        "certificate": tls_files["cert"],
-        "key": tls_files["key"],
-        "minimumtls": "tls1.2",
-    }
-    if client_certificates:
-        tls["clientcas"] = [tls_files["ca"]]
+def test_tls(target: Target, pax_tls: TLSFiles, client_certificates: bool) -> None:
+    tls = {**pax_tls.server_config(client_auth=client_certificates), "minimumtls": "tls1.2"}
+    client = pax_tls.issue_client_cert("conformance@example.test")
     server = target.start({"http": {"tls": tls}})
     try:
         assert server.url.startswith("https://")
@@ -240,8 +215,9 @@ def test_tls(target: Target, tls_files: dict[str, str], client_certificates: boo
             server.url,
             args=[
                 f"--pax-registry-config={server.config_path}",
-                f"--pax-registry-cacert={tls_files['ca']}",
-                f"--pax-registry-client-cert={tls_files['client']}",
+                f"--pax-registry-cacert={pax_tls.ca_path}",
+                f"--pax-registry-client-cert={client.cert_path}",
+                f"--pax-registry-client-key={client.key_path}",
             ],
         )
     finally:

@@ -13,28 +13,32 @@ upload purging every second removes the uploads the kills left and every orphan 
 from __future__ import annotations
 
 import hashlib
-import json
+import http.client
 import os
 import random
 import signal
-import socket
 import threading
 import time
 import typing as t
-import urllib.parse
 from pathlib import Path
 
 import pytest
-import requests
 
+from pax_registry_fixtures.client import OCI_MANIFEST
+from pax_registry_fixtures.client import Client
+from pax_registry_fixtures.client import Response
+from pax_registry_fixtures.client import expect
+from pax_registry_fixtures.client import request_target
+from pax_registry_fixtures.client import with_digest
 from pax_registry_fixtures.process import RegistryProcess
+from pax_registry_fixtures.seeding import image_manifest
+from tests.rawhttp import RawConnection
 
 MiB = 1 << 20
 REPO = "crash/app"
 V2 = Path("docker/registry/v2")
 #: Upload state tokens are signed with it: a chunked upload can then be resumed by the next process.
 SECRET = "crash-test-secret"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 #: How many kills land at random moments of manifest and tag bursts.
 BURSTS = 6
 
@@ -68,8 +72,7 @@ class Crashes:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.registry = RegistryProcess(config(root)).start()
-        self.session = requests.Session()
-        self.session.trust_env = False
+        self.client = Client(self.registry.url, timeout=30)
         self.kills = 0
 
     @property
@@ -77,19 +80,15 @@ class Crashes:
         return self.registry.url
 
     def kill_and_restart(self, **purging: t.Any) -> None:
-        process = self.registry._process  # the handle keeps its Popen private; only waited on here
-        assert process is not None
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(10) == -signal.SIGKILL
+        os.kill(self.registry.pid, signal.SIGKILL)
+        assert self.registry.stop() == -signal.SIGKILL
         self.kills += 1
-        self.registry.stop()
-        self.session.close()
-        self.session = requests.Session()
-        self.session.trust_env = False
+        self.client.close()
         self.registry = RegistryProcess(config(self.root, **purging)).start()
+        self.client = Client(self.registry.url, timeout=30)
 
     def stop(self) -> None:
-        self.session.close()
+        self.client.close()
         self.registry.stop()
 
     # -- the storage tree ------------------------------------------------------------------------------
@@ -124,85 +123,40 @@ class Crashes:
             if link.parent.name != "current":  # filed under its digest: _layers, revisions, tag index
                 assert link.parent.name == hex_, f"{link} holds {digest}"
             assert (blobs / "sha256" / hex_[:2] / hex_ / "data").is_file(), f"{link} points at no blob"
-        tags = self.session.get(f"{self.url}/v2/{REPO}/tags/list", timeout=10)
-        if tags.status_code == 404:
+        tags = self.client.request("GET", f"/v2/{REPO}/tags/list")
+        if tags.status == 404:
             return
         for tag in tags.json()["tags"] or []:
-            manifest = self.session.get(
-                f"{self.url}/v2/{REPO}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}, timeout=10
-            )
-            assert manifest.status_code == 200, f"tag {tag}: {manifest.status_code}"
-            assert sha256(manifest.content) == manifest.headers["Docker-Content-Digest"]
-            for layer in json.loads(manifest.content)["layers"]:
-                blob = self.session.get(f"{self.url}/v2/{REPO}/blobs/{layer['digest']}", timeout=10)
-                assert (blob.status_code, sha256(blob.content)) == (200, layer["digest"])
+            manifest = self.client.manifest(REPO, tag)
+            assert manifest.status == 200, f"tag {tag}: {manifest.status}"
+            assert sha256(manifest.body) == manifest.headers["Docker-Content-Digest"]
+            for layer in manifest.json()["layers"]:
+                assert sha256(self.client.blob(REPO, layer["digest"])) == layer["digest"]
 
     # -- pushing ---------------------------------------------------------------------------------------
 
-    def start_upload(self) -> requests.Response:
-        started = self.session.post(f"{self.url}/v2/{REPO}/blobs/uploads/", timeout=10)
-        assert started.status_code == 202
-        return started
-
-    def location(self, response: requests.Response) -> str:
-        return urllib.parse.urljoin(self.url, response.headers["Location"])
-
     def push_blob(self, data: bytes) -> None:
-        started = self.start_upload()
-        done = self.session.put(
-            self.location(started), params={"digest": sha256(data)}, data=data, timeout=30
-        )
-        assert done.status_code == 201, done.text
+        self.client.push_blob(REPO, data)
         self.check_blob(data)
 
     def check_blob(self, data: bytes) -> None:
-        blob = self.session.get(f"{self.url}/v2/{REPO}/blobs/{sha256(data)}", timeout=30)
-        assert (blob.status_code, sha256(blob.content)) == (200, sha256(data))
+        assert sha256(self.client.blob(REPO, sha256(data))) == sha256(data)
 
     def blob_is_absent(self, data: bytes) -> bool:
-        blob = self.session.head(f"{self.url}/v2/{REPO}/blobs/{sha256(data)}", timeout=10)
-        return blob.status_code == 404
+        return self.client.request("HEAD", f"/v2/{REPO}/blobs/{sha256(data)}").status == 404
 
-    def raw_request(self, head: str, body: bytes) -> socket.socket:
+    def raw_request(self, head: str, body: bytes) -> RawConnection:
         """Send a request head and the start of its body, and leave the connection open."""
-        connection = socket.create_connection(("127.0.0.1", self.registry.port), timeout=10)
-        connection.sendall(head.encode() + body)
+        connection = RawConnection(self.registry.port, timeout=10)
+        connection.send(head.encode() + body)
         return connection
 
-    def put_manifest(self, reference: str, manifest: bytes) -> requests.Response:
-        return self.session.put(
-            f"{self.url}/v2/{REPO}/manifests/{reference}",
-            data=manifest,
-            headers={"Content-Type": OCI_MANIFEST},
-            timeout=10,
-        )
-
-
-def path_of(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+    def put_manifest(self, reference: str, manifest: bytes) -> Response:
+        return self.client.put_manifest(REPO, reference, manifest)
 
 
 def manifest(config_blob: bytes, layer: bytes, variant: int) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256(config_blob),
-                "size": len(config_blob),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": sha256(layer),
-                    "size": len(layer),
-                }
-            ],
-            "annotations": {"variant": str(variant)},
-        }
-    ).encode()
+    return image_manifest(config_blob, [layer], annotations={"variant": str(variant)})
 
 
 @pytest.fixture
@@ -215,12 +169,11 @@ def crashes(tmp_path: Path) -> t.Iterator[Crashes]:
 
 
 def kill_during_monolithic_put(crashes: Crashes, blob: bytes) -> None:
-    started = crashes.start_upload()
+    started = crashes.client.start_upload(REPO)
     upload_id = started.headers["Docker-Upload-UUID"]
-    target = path_of(crashes.location(started))
-    separator = "&" if "?" in target else "?"
+    target = with_digest(request_target(started.headers["Location"]), sha256(blob))
     head = (
-        f"PUT {target}{separator}digest={sha256(blob)} HTTP/1.1\r\nHost: x\r\n"
+        f"PUT {target} HTTP/1.1\r\nHost: x\r\n"
         f"Content-Type: application/octet-stream\r\nContent-Length: {len(blob)}\r\n\r\n"
     )
     connection = crashes.raw_request(head, blob[: len(blob) // 2])
@@ -245,17 +198,11 @@ def kill_during_post_with_digest(crashes: Crashes, blob: bytes) -> None:
 
 
 def kill_during_chunk_and_resume(crashes: Crashes, blob: bytes) -> None:
-    started = crashes.start_upload()
+    started = crashes.client.start_upload(REPO)
     upload_id = started.headers["Docker-Upload-UUID"]
-    first = crashes.session.patch(
-        crashes.location(started),
-        data=blob[:MiB],
-        headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{MiB - 1}"},
-        timeout=30,
-    )
-    assert first.status_code == 202
+    location = crashes.client.patch(started.headers["Location"], blob[:MiB], 0)
     head = (
-        f"PATCH {path_of(crashes.location(first))} HTTP/1.1\r\nHost: x\r\n"
+        f"PATCH {request_target(location)} HTTP/1.1\r\nHost: x\r\n"
         f"Content-Type: application/octet-stream\r\nContent-Range: {MiB}-{len(blob) - 1}\r\n"
         f"Content-Length: {len(blob) - MiB}\r\n\r\n"
     )
@@ -266,19 +213,11 @@ def kill_during_chunk_and_resume(crashes: Crashes, blob: bytes) -> None:
     crashes.check_nothing_partial()
     assert crashes.blob_is_absent(blob)
     # The restarted server reports what reached the disk, a prefix of the blob: resume from there.
-    status = crashes.session.get(f"{crashes.url}/v2/{REPO}/blobs/uploads/{upload_id}", timeout=10)
-    assert status.status_code == 204
+    status = expect(crashes.client.request("GET", f"/v2/{REPO}/blobs/uploads/{upload_id}"), 204, "status")
     size = int(status.headers["Range"].split("-")[1]) + 1
     assert MiB <= size < len(blob)
-    rest = crashes.session.patch(
-        crashes.location(status),
-        data=blob[size:],
-        headers={"Content-Type": "application/octet-stream", "Content-Range": f"{size}-{len(blob) - 1}"},
-        timeout=30,
-    )
-    assert rest.status_code == 202, rest.text
-    done = crashes.session.put(crashes.location(rest), params={"digest": sha256(blob)}, timeout=30)
-    assert done.status_code == 201, done.text
+    rest = crashes.client.patch(status.headers["Location"], blob[size:], size)
+    crashes.client.finish_upload(rest, sha256(blob))
     crashes.check_blob(blob)
 
 
@@ -291,7 +230,7 @@ def kill_during_manifest_body(crashes: Crashes, content: bytes) -> None:
     time.sleep(0.2)  # let the server take the request in; nothing it could write may show after the kill
     crashes.kill_and_restart()
     connection.close()
-    assert crashes.session.head(f"{crashes.url}/v2/{REPO}/manifests/half", timeout=10).status_code == 404
+    assert crashes.client.request("HEAD", f"/v2/{REPO}/manifests/half").status == 404
 
 
 class Burst(threading.Thread):
@@ -307,23 +246,17 @@ class Burst(threading.Thread):
         self.done = 0
 
     def run(self) -> None:
-        session = requests.Session()
-        session.trust_env = False
-        while True:
-            content = self.random.choice(self.manifests)
-            reference = self.random.choice([f"t{self.random.randrange(4)}", sha256(content)])
-            self.last = (reference, content)
-            try:
-                response = session.put(
-                    f"{self.url}/v2/{REPO}/manifests/{reference}",
-                    data=content,
-                    headers={"Content-Type": OCI_MANIFEST},
-                    timeout=10,
-                )
-            except requests.ConnectionError:
-                return
-            assert response.status_code == 201, response.text
-            self.done += 1
+        with Client(self.url, timeout=10) as client:
+            while True:
+                content = self.random.choice(self.manifests)
+                reference = self.random.choice([f"t{self.random.randrange(4)}", sha256(content)])
+                self.last = (reference, content)
+                try:
+                    response = client.put_manifest(REPO, reference, content)
+                except (ConnectionError, http.client.HTTPException):  # the server died
+                    return
+                expect(response, 201, f"manifest PUT {reference}")
+                self.done += 1
 
 
 def test_kill_9_cycles_leave_nothing_partial_and_purging_cleans_up(crashes: Crashes) -> None:
@@ -333,7 +266,7 @@ def test_kill_9_cycles_leave_nothing_partial_and_purging_cleans_up(crashes: Cras
     crashes.push_blob(config_blob)
     crashes.push_blob(layer)
     manifests = [manifest(config_blob, layer, n) for n in range(8)]
-    assert crashes.put_manifest("t0", manifests[0]).status_code == 201
+    assert crashes.put_manifest("t0", manifests[0]).status == 201
 
     # Blobs, killed while their data is being written; each retried in full, or resumed.
     for _ in range(2):
@@ -353,7 +286,7 @@ def test_kill_9_cycles_leave_nothing_partial_and_purging_cleans_up(crashes: Cras
     # Manifests and tags: killed mid-body, then at random moments of bursts of writes.
     kill_during_manifest_body(crashes, manifests[1])
     crashes.check_nothing_partial()
-    assert crashes.put_manifest("half", manifests[1]).status_code == 201
+    assert crashes.put_manifest("half", manifests[1]).status == 201
     for number in range(BURSTS):
         burst = Burst(crashes, manifests, seed=number)
         burst.start()
@@ -365,12 +298,9 @@ def test_kill_9_cycles_leave_nothing_partial_and_purging_cleans_up(crashes: Cras
         crashes.check_nothing_partial()
         assert burst.last is not None
         reference, content = burst.last
-        retried = crashes.put_manifest(reference, content)
-        assert retried.status_code == 201, retried.text
-        resolved = crashes.session.get(
-            f"{crashes.url}/v2/{REPO}/manifests/{reference}", headers={"Accept": OCI_MANIFEST}, timeout=10
-        )
-        assert (resolved.status_code, resolved.content) == (200, content)
+        expect(crashes.put_manifest(reference, content), 201, "the retried PUT")
+        resolved = crashes.client.manifest(REPO, reference)
+        assert (resolved.status, resolved.body) == (200, content)
     assert crashes.kills >= 12
 
     # What the kills left behind: uploads that never finished, and perhaps temporary files. A temporary
@@ -395,5 +325,5 @@ def test_kill_9_cycles_leave_nothing_partial_and_purging_cleans_up(crashes: Cras
     )
     crashes.check_nothing_partial()
     assert "orphan temporary file" in crashes.registry.stderr_text()
-    tags = crashes.session.get(f"{crashes.url}/v2/{REPO}/tags/list", timeout=10).json()["tags"]
+    tags = crashes.client.request("GET", f"/v2/{REPO}/tags/list").json()["tags"]
     assert {"t0", "half"} <= set(tags)

@@ -14,6 +14,8 @@ from emulator.drivers.base import StorageDriver
 from emulator.drivers.contract import DriverContract
 from emulator.drivers.filesystem import FileSystemDriver
 from emulator.drivers.inmemory import InMemoryDriver
+from pax_registry_fixtures.s3 import S3Bucket
+from pax_registry_fixtures.s3 import S3Server
 
 
 class TestInMemory(DriverContract):
@@ -39,51 +41,10 @@ def test_filesystem_foreign_names_are_left_out_of_listings(tmp_path: Path) -> No
     assert [info.path for info in driver.walk("/")] == ["/dir", "/dir/..x..", "/dir/kept"]
 
 
-class Moto:
-    """moto's S3 server on loopback, in this process; buckets are cheap there."""
-
-    def __init__(self) -> None:
-        import boto3
-        from botocore.config import Config
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(s3={"addressing_style": "path"}),
-        )
-
-    def new_bucket(self) -> str:
-        name = f"contract-{uuid.uuid4().hex[:16]}"
-        self.client.create_bucket(Bucket=name)
-        return name
-
-
-@pytest.fixture(scope="module")
-def moto() -> t.Iterator[Moto]:
-    # moto is a test dependency: without it these tests fail rather than skip.
-    server = Moto()
-    yield server
-    server.server.stop()
-
-
-def s3_config(moto: Moto, bucket: str, **options: t.Any) -> S3Config:
-    return S3Config(
-        region="us-east-1",
-        bucket=bucket,
-        accesskey="test",
-        secretkey="test",
-        regionendpoint=moto.endpoint_url,
-        secure=False,
-        **options,
-    )
+def s3_config(bucket: S3Bucket, **options: t.Any) -> S3Config:
+    """The driver's settings for ``bucket``, its ``storage.s3`` section, at the root of the bucket unless
+    ``options`` give a ``rootdirectory``."""
+    return S3Config(**{**bucket.section, "rootdirectory": "", **options})
 
 
 class TestS3(DriverContract):
@@ -92,16 +53,17 @@ class TestS3(DriverContract):
 
     @pytest.fixture(scope="class")
     @classmethod
-    def bucket(cls, moto: Moto) -> str:
-        return moto.new_bucket()
+    def bucket(cls, pax_s3_server: S3Server) -> t.Iterator[S3Bucket]:
+        bucket = pax_s3_server.new_bucket()
+        yield bucket
+        bucket.delete()
 
     @pytest.fixture
-    def driver(self, moto: Moto, bucket: str) -> StorageDriver:
+    def driver(self, bucket: S3Bucket) -> StorageDriver:
         from emulator.drivers.s3 import S3Driver
 
         return S3Driver(
             s3_config(
-                moto,
                 bucket,
                 rootdirectory=f"/contract/{uuid.uuid4().hex}/",
                 chunksize=5 * MiB,
@@ -111,16 +73,15 @@ class TestS3(DriverContract):
         )
 
 
-def test_s3_foreign_keys_are_left_out_of_listings(moto: Moto) -> None:
+def test_s3_foreign_keys_are_left_out_of_listings(pax_s3: S3Bucket) -> None:
     """Keys written beside the registry's, with segments no storage path can have (``..``, spaces),
     are not listed, so a walk never hands them to a call that refuses them."""
     from emulator.drivers.s3 import S3Driver
 
-    bucket = moto.new_bucket()
-    driver = S3Driver(s3_config(moto, bucket, rootdirectory="/root"))
+    driver = S3Driver(s3_config(pax_s3, rootdirectory="/root"))
     driver.put_content("/dir/kept", b"x")
     for key in ("root/dir/../escape", "root/dir/with space", "root/dir//double", "root/dir/./dot"):
-        moto.client.put_object(Bucket=bucket, Key=key, Body=b"foreign")
+        pax_s3.client.put_object(Bucket=pax_s3.bucket, Key=key, Body=b"foreign")
     assert driver.list("/dir") == ["/dir/kept"]
     assert [info.path for info in driver.walk("/")] == ["/dir", "/dir/kept"]
 
@@ -129,7 +90,7 @@ class TestS3BucketRoot(DriverContract):
     """At the root of a bucket of its own, with distribution's defaults."""
 
     @pytest.fixture
-    def driver(self, moto: Moto) -> StorageDriver:
+    def driver(self, pax_s3: S3Bucket) -> StorageDriver:
         from emulator.drivers.s3 import S3Driver
 
-        return S3Driver(s3_config(moto, moto.new_bucket()))
+        return S3Driver(s3_config(pax_s3))

@@ -15,16 +15,17 @@ import subprocess
 import sys
 import typing as t
 from pathlib import Path
-from urllib.parse import urljoin
 
 import pytest
 import requests
 import yaml
 
 from emulator import config as configuration
+from pax_registry_fixtures.client import Client
 from pax_registry_fixtures.distribution import write_htpasswd
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.process import clean_environ
+from pax_registry_fixtures.seeding import image_manifest
 
 TIMEOUT = 30
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -65,53 +66,13 @@ def start_upload(session: requests.Session, base: str, repository: str) -> reque
     return session.post(f"{base}/v2/{repository}/blobs/uploads/", timeout=TIMEOUT)
 
 
-def push_blob(session: requests.Session, base: str, repository: str, data: bytes) -> str:
-    """Upload ``data`` (POST, then PUT with the digest) and return its digest."""
-    started = start_upload(session, base, repository)
-    assert started.status_code == 202, started.text
-    digest = digest_of(data)
-    location = urljoin(f"{base}/", started.headers["Location"])
-    finished = session.put(
-        location,
-        params={"digest": digest},
-        data=data,
-        headers={"Content-Type": "application/octet-stream"},
-        timeout=TIMEOUT,
-    )
-    assert finished.status_code == 201, finished.text
-    return digest
-
-
-def push_manifest(session: requests.Session, base: str, repository: str, tag: str) -> str:
+def push_image(client: Client, repository: str, tag: str) -> str:
     """Push a one-layer OCI image and return the manifest's digest."""
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
     layer = os.urandom(512)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": push_blob(session, base, repository, config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": push_blob(session, base, repository, layer),
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
-    response = session.put(
-        f"{base}/v2/{repository}/manifests/{tag}",
-        data=manifest,
-        headers={"Content-Type": OCI_MANIFEST},
-        timeout=TIMEOUT,
-    )
-    assert response.status_code == 201, response.text
-    return digest_of(manifest)
+    client.push_blob(repository, config)
+    client.push_blob(repository, layer)
+    return client.push_manifest(repository, tag, image_manifest(config, [layer]))
 
 
 def blob_path(root: Path, digest: str) -> Path:
@@ -127,8 +88,8 @@ def log_lines(text: str) -> list[str]:
 
 
 def test_delete_is_refused_without_the_override(tmp_path: Path) -> None:
-    with serve(tmp_path) as registry, requests.Session() as session:
-        digest = push_blob(session, registry.url, "env/delete", b"keep me")
+    with serve(tmp_path) as registry, Client(registry.url) as client, requests.Session() as session:
+        digest = client.push_blob("env/delete", b"keep me")
         response = session.delete(f"{registry.url}/v2/env/delete/blobs/{digest}", timeout=TIMEOUT)
     assert response.status_code == 405
     assert response.json()["errors"][0]["code"] == "UNSUPPORTED"
@@ -136,9 +97,9 @@ def test_delete_is_refused_without_the_override(tmp_path: Path) -> None:
 
 def test_storage_delete_enabled(tmp_path: Path) -> None:
     env = {"REGISTRY_STORAGE_DELETE_ENABLED": "true"}
-    with serve(tmp_path, env) as registry, requests.Session() as session:
-        manifest = push_manifest(session, registry.url, "env/delete", "1")
-        blob = push_blob(session, registry.url, "env/delete", b"delete me")
+    with serve(tmp_path, env) as registry, Client(registry.url) as client, requests.Session() as session:
+        manifest = push_image(client, "env/delete", "1")
+        blob = client.push_blob("env/delete", b"delete me")
         deleted_blob = session.delete(f"{registry.url}/v2/env/delete/blobs/{blob}", timeout=TIMEOUT)
         deleted_manifest = session.delete(
             f"{registry.url}/v2/env/delete/manifests/{manifest}", timeout=TIMEOUT
@@ -152,10 +113,9 @@ def test_storage_delete_enabled(tmp_path: Path) -> None:
 def test_storage_inmemory_replaces_the_filesystem_driver(tmp_path: Path) -> None:
     root = tmp_path / "data"
     env = {"REGISTRY_STORAGE": "inmemory"}
-    with RegistryProcess(filesystem_config(root), env=env) as registry, requests.Session() as session:
-        digest = push_blob(session, registry.url, "env/inmemory", b"in memory only")
-        fetched = session.get(f"{registry.url}/v2/env/inmemory/blobs/{digest}", timeout=TIMEOUT)
-    assert fetched.content == b"in memory only"
+    with RegistryProcess(filesystem_config(root), env=env) as registry, Client(registry.url) as client:
+        digest = client.push_blob("env/inmemory", b"in memory only")
+        assert client.blob("env/inmemory", digest) == b"in memory only"
     assert not (root / "docker").exists()
 
 
@@ -206,9 +166,9 @@ def test_absolute_location_by_default(tmp_path: Path) -> None:
 
 def test_http_relativeurls(tmp_path: Path) -> None:
     env = {"REGISTRY_HTTP_RELATIVEURLS": "true"}
-    with serve(tmp_path, env) as registry, requests.Session() as session:
+    with serve(tmp_path, env) as registry, requests.Session() as session, Client(registry.url) as client:
         location = start_upload(session, registry.url, "env/urls").headers["Location"]
-        digest = push_blob(session, registry.url, "env/urls", b"relative")
+        digest = client.push_blob("env/urls", b"relative")
     assert location.startswith("/v2/env/urls/blobs/uploads/")
     assert digest == digest_of(b"relative")
 
@@ -241,8 +201,8 @@ def test_log_level_from_env_lowers_the_threshold(tmp_path: Path) -> None:
 
 def test_log_level_debug_logs_requests(tmp_path: Path) -> None:
     """distribution logs each request's handling at debug level; a debug registry must say something."""
-    with serve(tmp_path, {"REGISTRY_LOG_LEVEL": "debug"}) as registry, requests.Session() as session:
-        push_blob(session, registry.url, "env/debug", b"debug")
+    with serve(tmp_path, {"REGISTRY_LOG_LEVEL": "debug"}) as registry, Client(registry.url) as client:
+        client.push_blob("env/debug", b"debug")
     assert "level=debug" in registry.stderr_text()
 
 
@@ -330,12 +290,9 @@ def test_pack_registry_default_config_with_paths_from_env(tmp_path: Path) -> Non
     system_file_existed = PACK_REGISTRY_HTPASSWD.exists()
     with RegistryProcess(configuration.pack_registry_default_path(), env=env) as registry:
         challenge = requests.get(f"{registry.url}/v2/", timeout=TIMEOUT)
-        with requests.Session() as session:
-            session.auth = ("admin", "secret")
-            digest = push_blob(session, registry.url, "spectro-packs/archive/demo", b"pack bytes")
-            pack_api = session.get(
-                f"{registry.url}/v1/spectro-packs/archive/demo/blobs/{digest}", timeout=TIMEOUT
-            )
+        with Client(registry.url, auth=("admin", "secret")) as client:
+            digest = client.push_blob("spectro-packs/archive/demo", b"pack bytes")
+            pack_api = client.request("GET", f"/v1/spectro-packs/archive/demo/blobs/{digest}")
         health = requests.get(f"{registry.url}/health", timeout=TIMEOUT)
 
     assert challenge.status_code == 401
@@ -346,7 +303,7 @@ def test_pack_registry_default_config_with_paths_from_env(tmp_path: Path) -> Non
         challenge.headers["Content-Security-Policy"] == "img-src 'self'; script-src 'self';  style-src 'self"
     )
     assert blob_path(root, digest).read_bytes() == b"pack bytes"
-    assert pack_api.content == b"pack bytes"
+    assert pack_api.body == b"pack bytes"
     assert health.status_code == 200
     assert health.json() == {"status": "UP"}
     assert PACK_REGISTRY_HTPASSWD.exists() == system_file_existed
@@ -388,15 +345,14 @@ def test_tutorial_dockerfile_env_over_tutorial_config(tmp_path: Path) -> None:
     with RegistryProcess(config, env=env) as registry:
         challenge = requests.get(f"{registry.url}/v2/", timeout=TIMEOUT)
         wrong = requests.get(f"{registry.url}/v2/", auth=("admin", "nope"), timeout=TIMEOUT)
-        with requests.Session() as session:
-            session.auth = ("admin", "admin")
-            base = session.get(f"{registry.url}/v2/", timeout=TIMEOUT)
-            push_manifest(session, registry.url, "tutorial/app", "1.0.0")
-            tags = session.get(f"{registry.url}/v2/tutorial/app/tags/list", timeout=TIMEOUT)
+        with Client(registry.url, auth=("admin", "admin")) as client:
+            base = client.request("GET", "/v2/")
+            push_image(client, "tutorial/app", "1.0.0")
+            tags = client.request("GET", "/v2/tutorial/app/tags/list")
     assert challenge.status_code == 401
     assert challenge.headers["WWW-Authenticate"] == 'Basic realm="Registry Realm"'
     assert wrong.status_code == 401
-    assert base.status_code == 200
+    assert base.status == 200
     assert tags.json() == {"name": "tutorial/app", "tags": ["1.0.0"]}
     assert "level=debug" not in registry.stderr_text()
 

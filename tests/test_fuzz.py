@@ -41,8 +41,12 @@ from pathlib import Path
 
 import requests
 
+from pax_registry_fixtures.client import request_target
 from pax_registry_fixtures.factory import RegistryFactory
 from pax_registry_fixtures.server import RegistryServer
+from tests.rawhttp import ConnectionClosed
+from tests.rawhttp import MalformedResponse
+from tests.rawhttp import RawConnection
 
 SEED = int(os.environ.get("PAX_FUZZ_SEED", "1010"))
 REQUESTS = 5000
@@ -572,105 +576,51 @@ class Outcome:
 
 
 class Connection:
-    """A raw client socket that sends requests as bytes and reads answers framed as HTTP/1.1 says."""
+    """A raw client socket (:class:`~tests.rawhttp.RawConnection`) that sends fuzzed requests as bytes and
+    tells what came back, or what happened instead."""
 
     def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=TIMEOUT)
-        self.buffer = bytearray()
+        host, port = address
+        self.raw = RawConnection(port, host, timeout=TIMEOUT)
         #: Requests sent on this connection, for replaying a failure.
         self.history: list[bytes] = []
 
     def close(self) -> None:
-        self.sock.close()
+        self.raw.close()
 
     def exchange(self, fuzzed: Fuzzed) -> Outcome:
         self.history.append(fuzzed.raw)
         try:
-            self.sock.sendall(fuzzed.raw)
-            if not fuzzed.reusable:
+            # An early answer and close is no trouble yet: the answer may still be readable.
+            if self.raw.send_until_closed(fuzzed.raw) and not fuzzed.reusable:
                 # Nothing more will come: a server waiting for the rest of a cut request sees the end.
-                self.sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered early and closed; its answer may still be readable
+                self.raw.sock.shutdown(socket.SHUT_WR)
         except TimeoutError:
             return Outcome(trouble="timeout (sending)")
         try:
             return self.read_answer(fuzzed.method)
         except TimeoutError:
             return Outcome(trouble="timeout")
-        except ConnectionResetError:
-            return Outcome(trouble="reset")
+        except ConnectionClosed as e:
+            return Outcome(trouble=e.how if e.how != "cut off" else f"cut off: {e}")
+        except MalformedResponse as e:
+            return Outcome(trouble=f"malformed: {e}")
         except OSError as e:
             return Outcome(trouble=f"socket error {e}")
 
-    def _fill(self) -> bool:
-        data = self.sock.recv(65536)
-        self.buffer += data
-        return bool(data)
-
     def read_answer(self, method: str) -> Outcome:
-        while True:
-            while b"\r\n\r\n" not in self.buffer:
-                if not self._fill():
-                    return Outcome(trouble="closed" if not self.buffer else "cut off in head")
-            head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
-            self.buffer = bytearray(rest)
-            lines = head.decode("latin-1").split("\r\n")
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-                return Outcome(trouble=f"malformed status line {lines[0][:80]!r}")
-            status = int(parts[1])
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, colon, value = line.partition(":")
-                if not colon:
-                    return Outcome(status, trouble=f"malformed header line {line[:80]!r}")
-                headers[name.strip().lower()] = value.strip()
-            if 100 <= status < 200 and status != 101:
-                continue
-            return self.read_body(method, status, parts[0], headers)
-
-    def read_body(self, method: str, status: int, version: str, headers: dict[str, str]) -> Outcome:
-        tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
-        keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
-        outcome = Outcome(status, keep_alive=keep_alive, location=headers.get("location"))
-        if method == "HEAD" or status in (204, 304) or status == 101:
-            outcome.keep_alive = keep_alive and status != 101
-            return outcome
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return self.read_chunked(outcome)
-        if "content-length" in headers:
-            if not headers["content-length"].isdigit():
-                return dataclasses.replace(outcome, trouble="malformed Content-Length")
-            length = int(headers["content-length"])
-            while len(self.buffer) < length:
-                if not self._fill():
-                    return dataclasses.replace(outcome, trouble="cut off in body")
-            del self.buffer[:length]
-            return outcome
-        outcome.keep_alive = False
-        while self._fill():
-            pass
-        return outcome
-
-    def read_chunked(self, outcome: Outcome) -> Outcome:
-        while True:
-            while b"\r\n" not in self.buffer:
-                if not self._fill():
-                    return dataclasses.replace(outcome, trouble="cut off in chunked body")
-            line, _, _ = bytes(self.buffer).partition(b"\r\n")
-            try:
-                size = int(line.split(b";")[0], 16)
-            except ValueError:
-                return dataclasses.replace(outcome, trouble=f"malformed chunk size {line[:40]!r}")
-            # The chunk and its CRLF; after the last chunk, the CRLF that ends an empty trailer section.
-            needed = len(line) + 2 + size + 2
-            while len(self.buffer) < needed:
-                if not self._fill():
-                    return dataclasses.replace(outcome, trouble="cut off in chunk")
-            del self.buffer[:needed]
-            if size == 0:
-                return outcome
+        answer = self.raw.read_response(method)
+        while 100 <= answer.status < 200 and answer.status != 101:
+            answer = self.raw.read_response(method)
+        keep_alive = (
+            not answer.closes if answer.version == "HTTP/1.1" else "keep-alive" in answer.tokens("connection")
+        )
+        has_body = method != "HEAD" and answer.status not in (101, 204, 304)
+        if has_body and not answer.chunked and answer.header("content-length") is None:
+            keep_alive = False  # the body ran to the end of the connection
+        return Outcome(
+            answer.status, keep_alive=keep_alive and answer.status != 101, location=answer.header("location")
+        )
 
 
 def seed(registry: RegistryServer) -> tuple[list[str], bytes]:
@@ -690,13 +640,8 @@ def upload_locations(registry: RegistryServer, count: int) -> list[str]:
     with registry.session() as http:
         for index in range(count):
             response = http.post(registry.url_for(f"/v2/{NAMES[index % 3]}/blobs/uploads/"), timeout=TIMEOUT)
-            locations.append(_path_and_query(response.headers["Location"]))
+            locations.append(request_target(response.headers["Location"]))
     return locations
-
-
-def _path_and_query(location: str) -> str:
-    parts = urllib.parse.urlsplit(location)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 @dataclasses.dataclass
@@ -742,7 +687,7 @@ def run(registry: RegistryServer, rng: random.Random) -> tuple[collections.Count
         if problem is not None:
             failures.append(Failure(problem, fuzzed, earlier))
         if outcome.location and "/blobs/uploads/" in outcome.location and outcome.status == 202:
-            generator.uploads.append(_path_and_query(outcome.location))
+            generator.uploads.append(request_target(outcome.location))
         reuse = fuzzed.reusable and outcome.trouble is None and outcome.keep_alive and rng.random() < 0.9
         if not reuse:
             connection.close()

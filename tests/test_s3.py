@@ -2,13 +2,13 @@
 
 moto's S3 server over HTTP (in this process), Debian's ``redis-server`` and ``docker-registry`` (child
 processes), the emulator both in-process and as ``python -m emulator serve``, and skopeo and oras-py as
-clients. S3 faults come from a small HTTP proxy in front of moto that answers chosen requests with S3's
-own error documents, and from deleting the bucket for real.
+clients; moto, Redis and the registry client are the plugin's (``pax_s3``, ``pax_redis``,
+:mod:`pax_registry_fixtures.client`). S3 faults come from the plugin's fault proxy in front of moto, which
+answers chosen requests with S3's own error documents, and from deleting the bucket for real.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import http.client
@@ -16,145 +16,43 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
 import typing as t
-import uuid
-from dataclasses import dataclass
-from dataclasses import field
-from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 import emulator
+from pax_registry_fixtures.client import Client
+from pax_registry_fixtures.client import request_target
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.process import free_port
+from pax_registry_fixtures.redis import RedisServer
+from pax_registry_fixtures.s3 import S3Bucket
+from pax_registry_fixtures.s3 import S3FaultProxy
+from pax_registry_fixtures.seeding import image_manifest
 from tests.peers import require
-
-pytest.importorskip("moto.server", reason="needs moto[server]")
 
 MiB = 1 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 QUIET = {"level": "error", "accesslog": {"disabled": True}}
 SECRET = "shared-secret-for-both-processes"
-ACCESS_KEY = "test-access-key"
-SECRET_KEY = "test-secret-key"
+#: Where the registry's files start in the bucket: ``pax_s3``'s ``rootdirectory``, without its slash.
+ROOT = "registry/docker/registry/v2"
 
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-# -- fixtures: moto, buckets, redis ----------------------------------------------------------------------
-
-
-class Moto:
-    """moto's S3 server over HTTP on loopback, in this process."""
-
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
-        self.client = s3_client(self.endpoint_url)
-
-    def new_bucket(self) -> Bucket:
-        bucket = Bucket(self, f"test-{uuid.uuid4().hex[:16]}")
-        bucket.create()
-        return bucket
-
-
-def s3_client(endpoint_url: str) -> t.Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=Config(s3={"addressing_style": "path"}),
-    )
-
-
-class Bucket:
-    """One bucket on moto, and what the tests inspect in it."""
-
-    rootdirectory = "/reg"
-
-    def __init__(self, moto: Moto, name: str) -> None:
-        self.endpoint_url = moto.endpoint_url
-        self.client = moto.client
-        self.bucket = name
-
-    @property
-    def section(self) -> dict[str, t.Any]:
-        """The ``storage.s3`` section, as docker-registry takes it too."""
-        return {
-            "region": "us-east-1",
-            "bucket": self.bucket,
-            "accesskey": ACCESS_KEY,
-            "secretkey": SECRET_KEY,
-            "regionendpoint": self.endpoint_url,
-            "secure": False,
-            "v4auth": True,
-            "rootdirectory": self.rootdirectory,
-        }
-
-    def create(self) -> None:
-        self.client.create_bucket(Bucket=self.bucket)
-
-    def keys(self) -> list[str]:
-        found: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-            found.extend(item["Key"] for item in page.get("Contents", ()))
-        return found
-
-    def multipart_uploads(self) -> list[str]:
-        answer = self.client.list_multipart_uploads(Bucket=self.bucket)
-        return [upload["Key"] for upload in answer.get("Uploads", ())]
-
-    def delete(self) -> None:
-        """Empty the bucket (objects and multipart uploads) and remove it."""
-        for key in self.keys():
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-        for upload in self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", ()):
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
-        self.client.delete_bucket(Bucket=self.bucket)
-
-
-@pytest.fixture(scope="module")
-def moto() -> t.Iterator[Moto]:
-    server = Moto()
-    yield server
-    server.server.stop()
-
-
-@pytest.fixture
-def bucket(moto: Moto) -> t.Iterator[Bucket]:
-    created = moto.new_bucket()
-    yield created
-    with contextlib.suppress(Exception):  # a test may have deleted it already
-        created.delete()
-
-
-def s3_section(bucket: Bucket, endpoint: str | None = None) -> dict[str, t.Any]:
+def s3_section(bucket: S3Bucket, endpoint: str | None = None) -> dict[str, t.Any]:
     return {**bucket.section, "regionendpoint": endpoint or bucket.endpoint_url}
 
 
 def config(
-    bucket: Bucket,
+    bucket: S3Bucket,
     *,
     redirect: bool = False,
     redis: str | None = None,
@@ -184,156 +82,19 @@ def config(
     return document
 
 
-class RedisServer:
-    """Debian's ``redis-server`` on a loopback port, in memory only, stopped by its pid."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.2) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def client(self) -> t.Any:
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGCONT)  # in case a test paused it
-            process.terminate()
-            process.wait(10)
+#: The tests that use ``pax_redis``: it skips without ``redis-server``; the mark fails them under CI=true.
+needs_redis = pytest.mark.needs("redis-server")
 
 
-@pytest.fixture
-def redis_server() -> t.Iterator[RedisServer]:
-    require("redis-server")
-    pytest.importorskip("redis")
-    server = RedisServer().start()
-    yield server
-    server.stop()
-
-
-# -- a minimal registry client -------------------------------------------------------------------------
-
-
-def rebase(location: str, base: str) -> str:
-    """``location`` (an upload URL one process gave) sent to the process at ``base`` instead."""
-    parts = urlsplit(location)
-    return f"{base}{parts.path}?{parts.query}" if parts.query else f"{base}{parts.path}"
-
-
-@dataclass
-class Client:
-    """The v2 push and pull calls the tests need, over ``requests``; uploads may hop between processes."""
-
-    bases: list[str]
-    session: requests.Session = field(default_factory=requests.Session)
-
-    @property
-    def base(self) -> str:
-        return self.bases[0]
-
-    def push_blob(self, repo: str, data: bytes, *, chunks: t.Sequence[int] = (), hop: bool = True) -> str:
-        """Start on the first process, send ``chunks`` (sizes) as PATCHes rotating through the processes,
-        and finish with the rest on the first. Without chunks: POST then one PUT."""
-        digest = sha256(data)
-        started = self.session.post(f"{self.base}/v2/{repo}/blobs/uploads/")
-        assert started.status_code == 202, started.text
-        location = started.headers["Location"]
-        offset = 0
-        for number, size in enumerate(chunks, 1):
-            target = self.bases[number % len(self.bases)] if hop else self.base
-            piece = data[offset : offset + size]
-            answer = self.session.patch(
-                rebase(location, target),
-                data=piece,
-                headers={
-                    "Content-Range": f"{offset}-{offset + len(piece) - 1}",
-                    "Content-Type": "application/octet-stream",
-                },
-            )
-            assert answer.status_code == 202, answer.text
-            offset += len(piece)
-            assert answer.headers["Range"] == f"0-{offset - 1}"
-            location = answer.headers["Location"]
-        finished = self.session.put(
-            rebase(location, self.base), params={"digest": digest}, data=data[offset:]
-        )
-        assert finished.status_code == 201, finished.text
-        return digest
-
-    def push_manifest(self, repo: str, reference: str, manifest: bytes) -> str:
-        answer = self.session.put(
-            f"{self.base}/v2/{repo}/manifests/{reference}",
-            data=manifest,
-            headers={"Content-Type": OCI_MANIFEST},
-        )
-        assert answer.status_code == 201, answer.text
-        return str(answer.headers["Docker-Content-Digest"])
-
-    def blob(self, repo: str, digest: str, base: str | None = None) -> bytes:
-        answer = self.session.get(f"{base or self.base}/v2/{repo}/blobs/{digest}")
-        assert answer.status_code == 200, answer.text
-        return answer.content
-
-    def manifest(self, repo: str, reference: str, base: str | None = None) -> requests.Response:
-        return self.session.get(
-            f"{base or self.base}/v2/{repo}/manifests/{reference}", headers={"Accept": OCI_MANIFEST}
-        )
-
-
-def image_manifest(config_blob: bytes, layers: t.Sequence[bytes]) -> bytes:
-    document = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": sha256(config_blob),
-            "size": len(config_blob),
-        },
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": sha256(layer),
-                "size": len(layer),
-            }
-            for layer in layers
-        ],
-    }
-    return json.dumps(document, sort_keys=True).encode()
+def push_blob(clients: t.Sequence[Client], repo: str, data: bytes, chunks: t.Sequence[int] = ()) -> str:
+    """Start an upload on the first client's registry, send ``chunks`` (sizes) as PATCHes rotating through
+    the clients' registries, and close it with the rest on the first. Without chunks: POST then one PUT."""
+    location = clients[0].start_upload(repo).headers["Location"]
+    offset = 0
+    for number, size in enumerate(chunks, 1):
+        location = clients[number % len(clients)].patch(location, data[offset : offset + size], offset)
+        offset += size
+    return clients[0].finish_upload(location, sha256(data), data[offset:])
 
 
 def error_code(answer: requests.Response) -> str:
@@ -342,31 +103,25 @@ def error_code(answer: requests.Response) -> str:
     return str(answer.json()["errors"][0]["code"])
 
 
-def keys_with(bucket: Bucket, fragment: str) -> list[str]:
-    stored = bucket.keys()
-    return [key for key in stored if fragment in key]
-
-
-def multipart_uploads(bucket: Bucket) -> list[str]:
-    return bucket.multipart_uploads()
+def keys_with(bucket: S3Bucket, fragment: str) -> list[str]:
+    return [key for key in bucket.list_keys() if fragment in key]
 
 
 # -- the registry on S3, in-process ----------------------------------------------------------------------
 
 
-def test_layout_is_distributions(bucket: Bucket) -> None:
+def test_layout_is_distributions(pax_s3: S3Bucket) -> None:
     """Keys sit where distribution's s3 driver puts them, under the rootdirectory, with nothing left of
     the upload (no upload keys, no multipart upload)."""
     data = os.urandom(6 * MiB + 5)
-    with emulator.start(config(bucket)) as server:
-        client = Client([server.url])
-        digest = client.push_blob("team/app", data, chunks=[MiB, 5 * MiB])
+    with emulator.start(config(pax_s3)) as server, Client(server.url) as client:
+        digest = push_blob([client], "team/app", data, chunks=[MiB, 5 * MiB])
         manifest = image_manifest(b"{}", [data])
         client.push_blob("team/app", b"{}")
         manifest_digest = client.push_manifest("team/app", "v1", manifest)
     hexa, manifest_hex = digest.split(":")[1], manifest_digest.split(":")[1]
-    root = "reg/docker/registry/v2"
-    keys = set(bucket.keys())
+    root = ROOT
+    keys = set(pax_s3.list_keys())
     assert f"{root}/blobs/sha256/{hexa[:2]}/{hexa}/data" in keys
     assert f"{root}/repositories/team/app/_layers/sha256/{hexa}/link" in keys
     assert f"{root}/repositories/team/app/_manifests/revisions/sha256/{manifest_hex}/link" in keys
@@ -374,25 +129,24 @@ def test_layout_is_distributions(bucket: Bucket) -> None:
     assert f"{root}/repositories/team/app/_manifests/tags/v1/index/sha256/{manifest_hex}/link" in keys
     assert not [key for key in keys if "/_uploads/" in key]
     assert all(key.startswith(f"{root}/") for key in keys)
-    assert multipart_uploads(bucket) == []
-    link = bucket.client.get_object(
-        Bucket=bucket.bucket, Key=f"{root}/repositories/team/app/_layers/sha256/{hexa}/link"
+    assert pax_s3.multipart_uploads() == []
+    link = pax_s3.client.get_object(
+        Bucket=pax_s3.bucket, Key=f"{root}/repositories/team/app/_layers/sha256/{hexa}/link"
     )["Body"].read()
     assert link == digest.encode()
 
 
 @pytest.mark.parametrize("redirect", [True, False], ids=["redirect", "no-redirect"])
-def test_blob_get_and_head(bucket: Bucket, redirect: bool) -> None:
+def test_blob_get_and_head(pax_s3: S3Bucket, redirect: bool) -> None:
     data = os.urandom(300_000)
-    with emulator.start(config(bucket, redirect=redirect)) as server:
-        client = Client([server.url])
+    with emulator.start(config(pax_s3, redirect=redirect)) as server, Client(server.url) as client:
         digest = client.push_blob("r/img", data)
         url = f"{server.url}/v2/r/img/blobs/{digest}"
         first = requests.get(url, allow_redirects=False)
         if redirect:
             assert first.status_code == 307
             location = first.headers["Location"]
-            assert location.startswith(f"{bucket.endpoint_url}/{bucket.bucket}/reg/docker/registry/v2/blobs/")
+            assert location.startswith(f"{pax_s3.endpoint_url}/{pax_s3.bucket}/{ROOT}/blobs/")
             assert "X-Amz-Signature=" in location
             assert requests.get(location).content == data
         else:
@@ -409,19 +163,18 @@ def test_blob_get_and_head(bucket: Bucket, redirect: bool) -> None:
             assert (ranged.status_code, ranged.content) == (206, data[1000:2000])
 
 
-def test_chunked_upload_across_part_boundaries(bucket: Bucket) -> None:
+def test_chunked_upload_across_part_boundaries(pax_s3: S3Bucket) -> None:
     """PATCHes smaller and larger than a part, and a last piece in the PUT: each PATCH is a commit."""
     data = os.urandom(23 * MiB + 123)
     chunks = [3 * MiB, 4 * MiB, 1, 11 * MiB, 100]
-    with emulator.start(config(bucket)) as server:
-        client = Client([server.url])
-        digest = client.push_blob("chunky", data, chunks=chunks)
+    with emulator.start(config(pax_s3)) as server, Client(server.url) as client:
+        digest = push_blob([client], "chunky", data, chunks=chunks)
         assert hashlib.sha256(client.blob("chunky", digest)).hexdigest() == digest.split(":")[1]
-    assert multipart_uploads(bucket) == []
+    assert pax_s3.multipart_uploads() == []
 
 
-def test_upload_status_and_cancel(bucket: Bucket) -> None:
-    with emulator.start(config(bucket)) as server:
+def test_upload_status_and_cancel(pax_s3: S3Bucket) -> None:
+    with emulator.start(config(pax_s3)) as server:
         started = requests.post(f"{server.url}/v2/c/blobs/uploads/")
         location = started.headers["Location"]
         patched = requests.patch(location, data=b"x" * 1000, headers={"Content-Range": "0-999"})
@@ -430,46 +183,43 @@ def test_upload_status_and_cancel(bucket: Bucket) -> None:
         assert (status.status_code, status.headers["Range"]) == (204, "0-999")
         assert requests.delete(patched.headers["Location"]).status_code == 204
         assert error_code(requests.get(patched.headers["Location"])) == "BLOB_UPLOAD_UNKNOWN"
-    assert keys_with(bucket, "/_uploads/") == []
+    assert keys_with(pax_s3, "/_uploads/") == []
 
 
-def test_interrupted_upload_is_aborted_on_cancel_and_purge(bucket: Bucket) -> None:
+def test_interrupted_upload_is_aborted_on_cancel_and_purge(pax_s3: S3Bucket) -> None:
     """A process killed mid-PATCH leaves a multipart upload with parts in S3: cancelling the upload (on
     another process) aborts it; so does purging an old upload."""
-    with RegistryProcess(config(bucket)) as first:
+    with RegistryProcess(config(pax_s3)) as first:
         started = requests.post(f"{first.url}/v2/killed/blobs/uploads/")
         location = started.headers["Location"]
         upload_id = started.headers["Docker-Upload-UUID"]
-        parts = urlsplit(location)
         connection = http.client.HTTPConnection("127.0.0.1", first.port, timeout=30)
-        connection.putrequest("PATCH", f"{parts.path}?{parts.query}")
+        connection.putrequest("PATCH", request_target(location))
         connection.putheader("Content-Length", str(40 * MiB))
         connection.putheader("Content-Type", "application/octet-stream")
         connection.endheaders()
         block = os.urandom(MiB)
         for _ in range(25):
             connection.send(block)
-        key = f"reg/docker/registry/v2/repositories/killed/_uploads/{upload_id}/data"
+        key = f"{ROOT}/repositories/killed/_uploads/{upload_id}/data"
         deadline = time.monotonic() + 30
-        while key not in multipart_uploads(bucket) and time.monotonic() < deadline:
+        while key not in pax_s3.multipart_uploads() and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(first.pid, signal.SIGKILL)
         connection.close()
-    assert key in multipart_uploads(bucket)
-    with emulator.start(config(bucket)) as second:
-        assert requests.delete(rebase(location, second.url)).status_code == 204
-        assert multipart_uploads(bucket) == []
+    assert key in pax_s3.multipart_uploads()
+    with emulator.start(config(pax_s3)) as second:
+        assert requests.delete(second.url + request_target(location)).status_code == 204
+        assert pax_s3.multipart_uploads() == []
         # An upload abandoned long ago: purging deletes its files and aborts its multipart upload.
         started = requests.post(f"{second.url}/v2/old/blobs/uploads/")
-        old_key = (
-            f"reg/docker/registry/v2/repositories/old/_uploads/{started.headers['Docker-Upload-UUID']}/data"
-        )
-        bucket.client.create_multipart_upload(Bucket=bucket.bucket, Key=old_key)
+        old_key = f"{ROOT}/repositories/old/_uploads/{started.headers['Docker-Upload-UUID']}/data"
+        pax_s3.client.create_multipart_upload(Bucket=pax_s3.bucket, Key=old_key)
         app = t.cast(emulator.RegistryApp, second.app)
         purged = app.registry.uploads.purge(datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
         assert len(purged) == 1
-    assert multipart_uploads(bucket) == []
-    assert keys_with(bucket, "/_uploads/") == []
+    assert pax_s3.multipart_uploads() == []
+    assert keys_with(pax_s3, "/_uploads/") == []
 
 
 # -- two processes, one bucket, one redis --------------------------------------------------------------
@@ -477,24 +227,25 @@ def test_interrupted_upload_is_aborted_on_cancel_and_purge(bucket: Bucket) -> No
 
 @pytest.fixture
 def two_processes(
-    bucket: Bucket, redis_server: RedisServer
+    pax_s3: S3Bucket, pax_redis: RedisServer
 ) -> t.Iterator[tuple[RegistryProcess, RegistryProcess]]:
-    document = config(bucket, redirect=True, redis=redis_server.addr)
+    document = config(pax_s3, redirect=True, redis=pax_redis.addr)
     with RegistryProcess(document) as first, RegistryProcess(document) as second:
         yield first, second
 
 
+@needs_redis
 def test_upload_hops_between_processes(
-    two_processes: tuple[RegistryProcess, RegistryProcess], redis_server: RedisServer
+    two_processes: tuple[RegistryProcess, RegistryProcess], pax_redis: RedisServer
 ) -> None:
     first, second = two_processes
     data = os.urandom(9 * MiB + 7)
-    client = Client([first.url, second.url])
-    # Started on the first, 6 MiB on the second, 1 KiB on the first, the rest in the PUT on the first.
-    digest = client.push_blob("hop/img", data, chunks=[6 * MiB, 1024])
-    assert client.blob("hop/img", digest, base=second.url) == data
-    assert client.blob("hop/img", digest, base=first.url) == data
-    cache = redis_server.client()
+    with Client(first.url) as one, Client(second.url) as other:
+        # Started on the first, 6 MiB on the second, 1 KiB on the first, the rest in the PUT on the first.
+        digest = push_blob([one, other], "hop/img", data, chunks=[6 * MiB, 1024])
+        assert other.blob("hop/img", digest) == data
+        assert one.blob("hop/img", digest) == data
+    cache = pax_redis.client()
     assert cache.hget(f"blobs::{digest}", "size") == str(len(data))
     assert cache.sismember("repository::hop/img::blobs", digest)
     # A delete through one process is seen at once by the other: the cache is shared, not per process.
@@ -502,25 +253,27 @@ def test_upload_hops_between_processes(
     assert requests.head(f"{second.url}/v2/hop/img/blobs/{digest}").status_code == 404
 
 
+@needs_redis
 def test_tampered_and_stale_state_tokens(two_processes: tuple[RegistryProcess, RegistryProcess]) -> None:
     first, second = two_processes
     started = requests.post(f"{first.url}/v2/tamper/blobs/uploads/")
-    location = started.headers["Location"]
-    parts = urlsplit(location)
-    state = dict(p.split("=", 1) for p in parts.query.split("&"))["_state"]
+    path, _, query = request_target(started.headers["Location"]).partition("?")
+    state = dict(p.split("=", 1) for p in query.split("&"))["_state"]
     forged = state[:-3] + ("AAA" if state[-3:] != "AAA" else "BBB")
-    tampered = f"{second.url}{parts.path}?_state={forged}"
+    tampered = f"{second.url}{path}?_state={forged}"
     answer = requests.patch(tampered, data=b"abc", headers={"Content-Range": "0-2"})
     assert answer.status_code == 404
     assert error_code(answer) == "BLOB_UPLOAD_INVALID"
     # The genuine token still works on the other process; reusing it afterwards is stale.
-    moved = requests.patch(rebase(location, second.url), data=b"abc", headers={"Content-Range": "0-2"})
+    genuine = f"{path}?{query}"
+    moved = requests.patch(second.url + genuine, data=b"abc", headers={"Content-Range": "0-2"})
     assert moved.status_code == 202
-    stale = requests.patch(rebase(location, first.url), data=b"def", headers={"Content-Range": "0-2"})
+    stale = requests.patch(first.url + genuine, data=b"def", headers={"Content-Range": "0-2"})
     assert stale.status_code == 416
     assert error_code(stale) == "RANGE_INVALID"
 
 
+@needs_redis
 def test_concurrent_clients_through_both_processes(
     two_processes: tuple[RegistryProcess, RegistryProcess],
 ) -> None:
@@ -539,20 +292,23 @@ def test_concurrent_clients_through_both_processes(
     pushed: dict[int, str] = {}
 
     def push(number: int) -> None:
+        bases = [first.url, second.url] if number % 2 else [second.url, first.url]
+        clients = [Client(base) for base in bases]
         try:
-            bases = [first.url, second.url] if number % 2 else [second.url, first.url]
-            client = Client(bases)
             config_blob, layers = images[number % 4]
             barrier.wait()
-            client.push_blob("load/app", config_blob)
+            push_blob(clients, "load/app", config_blob)
             for index, layer in enumerate(layers):
                 chunks = [MiB, 5 * MiB] if len(layer) > MiB and index == 0 and number < 4 else []
-                client.push_blob("load/app", layer, chunks=chunks)
+                push_blob(clients, "load/app", layer, chunks=chunks)
             manifest = image_manifest(config_blob, layers)
-            pushed[number] = client.push_manifest("load/app", f"image{number % 4}", manifest)
-            client.push_manifest("load/app", f"client{number}", manifest)
+            pushed[number] = clients[0].push_manifest("load/app", f"image{number % 4}", manifest)
+            clients[0].push_manifest("load/app", f"client{number}", manifest)
         except BaseException as e:  # reported in the test thread
             failures.append(e)
+        finally:
+            for client in clients:
+                client.close()
 
     threads = [threading.Thread(target=push, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -560,17 +316,16 @@ def test_concurrent_clients_through_both_processes(
     for thread in threads:
         thread.join(300)
     assert failures == []
-    reader = Client([first.url])
     for base in (first.url, second.url):
-        for number in range(8):
-            config_blob, layers = images[number % 4]
-            expected = image_manifest(config_blob, layers)
-            for tag in (f"image{number % 4}", f"client{number}", pushed[number]):
-                answer = reader.manifest("load/app", tag, base=base)
-                assert answer.status_code == 200
-                assert answer.content == expected
-            for blob in (config_blob, *layers):
-                assert reader.blob("load/app", sha256(blob), base=base) == blob
+        with Client(base) as reader:
+            for number in range(8):
+                config_blob, layers = images[number % 4]
+                expected = image_manifest(config_blob, layers)
+                for tag in (f"image{number % 4}", f"client{number}", pushed[number]):
+                    answer = reader.manifest("load/app", tag)
+                    assert (answer.status, answer.body) == (200, expected)
+                for blob in (config_blob, *layers):
+                    assert reader.blob("load/app", sha256(blob)) == blob
     tags = requests.get(f"{first.url}/v2/load/app/tags/list").json()["tags"]
     assert sorted(tags) == sorted([f"image{n}" for n in range(4)] + [f"client{n}" for n in range(8)])
 
@@ -578,22 +333,20 @@ def test_concurrent_clients_through_both_processes(
 # -- redis outages -------------------------------------------------------------------------------------
 
 
+@needs_redis
 def test_redis_outage_degrades_to_no_cache(
-    bucket: Bucket, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    pax_s3: S3Bucket, pax_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from emulator.storage import rediscache
 
     data = os.urandom(10_000)
-    with emulator.start(config(bucket, redis=redis_server.addr)) as server:
-        client = Client([server.url])
+    with emulator.start(config(pax_s3, redis=pax_redis.addr)) as server, Client(server.url) as client:
         digest = client.push_blob("cached", data)
         blob_url = f"{server.url}/v2/cached/blobs/{digest}"
         assert requests.head(blob_url).status_code == 200
-        assert redis_server.client().sismember("repository::cached::blobs", digest)
-        assert redis_server.process is not None
+        assert pax_redis.client().sismember("repository::cached::blobs", digest)
         # Paused, Redis accepts connections but never answers: the worst kind of outage.
-        os.kill(redis_server.process.pid, signal.SIGSTOP)
-        try:
+        with pax_redis.paused():
             with caplog.at_level(logging.WARNING, logger="emulator.redis"):
                 assert requests.head(blob_url).status_code == 200
                 # Unlinked while the cache cannot hear of it...
@@ -605,167 +358,85 @@ def test_redis_outage_degrades_to_no_cache(
                 r for r in caplog.records if r.name == "emulator.redis" and r.levelno == logging.WARNING
             ]
             assert len(warnings) == 1, [r.getMessage() for r in warnings]
-        finally:
-            os.kill(redis_server.process.pid, signal.SIGCONT)
         time.sleep(rediscache.RETRY_AFTER + 0.2)
         # ...and not served from the stale entry once Redis is back: the invalidation was replayed.
         assert requests.head(blob_url).status_code == 404
-        assert not redis_server.client().sismember("repository::cached::blobs", digest)
+        assert not pax_redis.client().sismember("repository::cached::blobs", digest)
         assert requests.head(f"{server.url}/v2/cached/blobs/{other}").status_code == 200
-        assert redis_server.client().exists(f"blobs::{other}")
+        assert pax_redis.client().exists(f"blobs::{other}")
 
 
 # -- S3 faults -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class Rule:
-    method: str
-    contains: str
-    status: int
-    code: str
-    times: int | None
-    hits: int = 0
-
-
-class FaultProxy:
-    """An HTTP proxy in front of moto that answers matching S3 requests with an S3 error document."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
-        self.rules: list[Rule] = []
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: t.Any) -> None:
-                pass
-
-            def handle_one(self) -> None:
-                body = self._body()
-                rule = proxy.match(self.command, self.path)
-                if rule is not None:
-                    document = (
-                        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
-                        f"<Message>injected</Message><RequestId>fault</RequestId></Error>"
-                    ).encode()
-                    self.send_response(rule.status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(document)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(document)
-                    return
-                upstream = http.client.HTTPConnection(
-                    proxy.upstream.hostname or "127.0.0.1", proxy.upstream.port, timeout=60
-                )
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in ("connection", "transfer-encoding")
-                }
-                headers["Content-Length"] = str(len(body))
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                payload = answer.read()
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in (
-                        "connection",
-                        "transfer-encoding",
-                        "content-length",
-                        "server",
-                        "date",
-                    ):
-                        self.send_header(key, value)
-                length = answer.getheader("Content-Length") if self.command == "HEAD" else str(len(payload))
-                self.send_header("Content-Length", length or "0")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-                upstream.close()
-
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    pieces = []
-                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                        pieces.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    self.rfile.readline()
-                    return b"".join(pieces)
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def fail(self, method: str, contains: str, *, status: int, code: str, times: int | None = None) -> Rule:
-        rule = Rule(method, contains, status, code, times)
-        with self.lock:
-            self.rules.append(rule)
-        return rule
-
-    def clear(self) -> None:
-        with self.lock:
-            self.rules.clear()
-
-    def match(self, method: str, path: str) -> Rule | None:
-        with self.lock:
-            for rule in self.rules:
-                if rule.times is not None and rule.hits >= rule.times:
-                    continue
-                if rule.method in ("*", method) and rule.contains in path:
-                    rule.hits += 1
-                    return rule
-        return None
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def faulty(bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> t.Iterator[tuple[FaultProxy, str]]:
+def faulty(pax_s3: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> t.Iterator[tuple[S3FaultProxy, str]]:
     """A fault proxy before moto and an in-process registry talking to S3 through it."""
     # One retry inside boto3 (the default legacy mode would make each failing call take seconds).
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    proxy = FaultProxy(bucket.endpoint_url)
-    with emulator.start(config(bucket, endpoint=proxy.url)) as server:
+    with (
+        S3FaultProxy(pax_s3.endpoint_url) as proxy,
+        emulator.start(config(pax_s3, endpoint=proxy.endpoint_url)) as server,
+    ):
         yield proxy, server.url
-    proxy.stop()
 
 
-def assert_no_blob(bucket: Bucket, base: str, repo: str, digest: str) -> None:
+def assert_no_blob(bucket: S3Bucket, base: str, repo: str, digest: str) -> None:
     hexa = digest.split(":")[1]
     assert keys_with(bucket, hexa) == []
     assert error_code(requests.get(f"{base}/v2/{repo}/blobs/{digest}")) == "BLOB_UNKNOWN"
 
 
-def test_throttled_commit_is_503_and_leaves_nothing(faulty: tuple[FaultProxy, str], bucket: Bucket) -> None:
+def test_the_fault_proxy_answers_with_s3_error_documents(pax_s3: S3Bucket) -> None:
+    """What boto3 (the registry's S3 client) makes of an injected fault: S3's own error, by code."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    pax_s3.client.put_object(Bucket=pax_s3.bucket, Key="kept", Body=b"through the proxy")
+    with S3FaultProxy(pax_s3.endpoint_url) as proxy:
+        client = boto3.client(
+            "s3",
+            endpoint_url=proxy.endpoint_url,
+            region_name=pax_s3.region,
+            aws_access_key_id=pax_s3.access_key,
+            aws_secret_access_key=pax_s3.secret_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
+        )
+        rule = proxy.faults.fail("GET", "*/kept*", status=503, code="SlowDown", times=1)
+        with pytest.raises(ClientError) as raised:
+            client.get_object(Bucket=pax_s3.bucket, Key="kept")
+        assert raised.value.response["Error"]["Code"] == "SlowDown"
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        # Spent after one use: the next request is forwarded to moto, body and all.
+        assert client.get_object(Bucket=pax_s3.bucket, Key="kept")["Body"].read() == b"through the proxy"
+        client.put_object(Bucket=pax_s3.bucket, Key="sent", Body=b"x" * 100_000)
+        assert rule.hits == 1
+    assert pax_s3.client.get_object(Bucket=pax_s3.bucket, Key="sent")["Body"].read() == b"x" * 100_000
+
+
+def test_throttled_commit_is_503_and_leaves_nothing(
+    faulty: tuple[S3FaultProxy, str], pax_s3: S3Bucket
+) -> None:
     proxy, base = faulty
     data = os.urandom(4000)
     digest = sha256(data)
     # Every write into the blob store is throttled: the upload's final move cannot happen.
-    rule = proxy.fail("PUT", "/docker/registry/v2/blobs/", status=503, code="SlowDown")
+    rule = proxy.faults.fail("PUT", "*/docker/registry/v2/blobs/*", status=503, code="SlowDown", times=None)
     started = requests.post(f"{base}/v2/fault/blobs/uploads/")
     answer = requests.put(started.headers["Location"], params={"digest": digest}, data=data)
     assert answer.status_code == 503
     assert error_code(answer) == "UNAVAILABLE"
     assert rule.hits >= 2  # boto3 retried once before giving up
-    assert_no_blob(bucket, base, "fault", digest)
-    assert keys_with(bucket, "/_uploads/") == []
-    proxy.clear()
-    assert Client([base]).push_blob("fault", data) == digest
-    assert Client([base]).blob("fault", digest) == data
+    assert_no_blob(pax_s3, base, "fault", digest)
+    assert keys_with(pax_s3, "/_uploads/") == []
+    proxy.faults.clear()
+    with Client(base) as client:
+        assert client.push_blob("fault", data) == digest
+        assert client.blob("fault", digest) == data
 
 
-def test_s3_500_during_patch_keeps_earlier_chunks(faulty: tuple[FaultProxy, str], bucket: Bucket) -> None:
+def test_s3_500_during_patch_keeps_earlier_chunks(faulty: tuple[S3FaultProxy, str], pax_s3: S3Bucket) -> None:
     proxy, base = faulty
     data = os.urandom(6 * MiB + 2000)
     digest = sha256(data)
@@ -777,7 +448,7 @@ def test_s3_500_during_patch_keeps_earlier_chunks(faulty: tuple[FaultProxy, str]
     assert patched.status_code == 202
     location = patched.headers["Location"]
     # The next append must copy the 6 MiB into a new multipart upload: S3 fails every part.
-    proxy.fail("PUT", "partNumber=", status=500, code="InternalError")
+    proxy.faults.fail("PUT", "*partNumber=*", status=500, code="InternalError", times=None)
     chunk = {"Content-Range": f"{first_part}-{first_part + 999}"}
     failed = requests.patch(location, data=data[first_part : first_part + 1000], headers=chunk)
     assert failed.status_code == 503
@@ -785,9 +456,9 @@ def test_s3_500_during_patch_keeps_earlier_chunks(faulty: tuple[FaultProxy, str]
     # Nothing of the failed chunk is visible, and its multipart upload was aborted.
     status = requests.get(location)
     assert (status.status_code, status.headers["Range"]) == (204, f"0-{first_part - 1}")
-    assert multipart_uploads(bucket) == []
-    assert_no_blob(bucket, base, "fault", digest)
-    proxy.clear()
+    assert pax_s3.multipart_uploads() == []
+    assert_no_blob(pax_s3, base, "fault", digest)
+    proxy.faults.clear()
     # The client retries the same request with the same Location, and carries on.
     retried = requests.patch(location, data=data[first_part : first_part + 1000], headers=chunk)
     assert retried.status_code == 202
@@ -795,51 +466,52 @@ def test_s3_500_during_patch_keeps_earlier_chunks(faulty: tuple[FaultProxy, str]
         retried.headers["Location"], params={"digest": digest}, data=data[first_part + 1000 :]
     )
     assert finished.status_code == 201
-    assert Client([base]).blob("fault", digest) == data
-    assert multipart_uploads(bucket) == []
+    with Client(base) as client:
+        assert client.blob("fault", digest) == data
+    assert pax_s3.multipart_uploads() == []
 
 
-def test_throttled_reads_are_503(faulty: tuple[FaultProxy, str]) -> None:
+def test_throttled_reads_are_503(faulty: tuple[S3FaultProxy, str]) -> None:
     proxy, base = faulty
-    client = Client([base])
     layer = os.urandom(2000)
-    client.push_blob("reads", layer)
-    client.push_blob("reads", b"{}")
     manifest = image_manifest(b"{}", [layer])
-    client.push_manifest("reads", "v1", manifest)
-    proxy.fail("GET", "/", status=503, code="SlowDown")
-    for url in (
-        f"{base}/v2/reads/manifests/v1",
-        f"{base}/v2/reads/blobs/{sha256(layer)}",
-        f"{base}/v2/reads/tags/list",
-    ):
-        answer = requests.get(url, headers={"Accept": OCI_MANIFEST})
-        assert answer.status_code == 503, url
-        assert error_code(answer) == "UNAVAILABLE"
-    proxy.clear()
-    assert client.manifest("reads", "v1").content == manifest
-    assert client.blob("reads", sha256(layer)) == layer
+    with Client(base) as client:
+        client.push_blob("reads", layer)
+        client.push_blob("reads", b"{}")
+        client.push_manifest("reads", "v1", manifest)
+        proxy.faults.fail("GET", "*", status=503, code="SlowDown", times=None)
+        for url in (
+            f"{base}/v2/reads/manifests/v1",
+            f"{base}/v2/reads/blobs/{sha256(layer)}",
+            f"{base}/v2/reads/tags/list",
+        ):
+            answer = requests.get(url, headers={"Accept": OCI_MANIFEST})
+            assert answer.status_code == 503, url
+            assert error_code(answer) == "UNAVAILABLE"
+        proxy.faults.clear()
+        assert client.manifest("reads", "v1").body == manifest
+        assert client.blob("reads", sha256(layer)) == layer
 
 
-def test_transient_throttling_is_retried_by_the_driver(faulty: tuple[FaultProxy, str]) -> None:
+def test_transient_throttling_is_retried_by_the_driver(faulty: tuple[S3FaultProxy, str]) -> None:
     proxy, base = faulty
     data = os.urandom(3000)
-    rule = proxy.fail("PUT", "/", status=503, code="SlowDown", times=1)
-    assert Client([base]).push_blob("transient", data) == sha256(data)
-    assert rule.hits == 1
-    assert Client([base]).blob("transient", sha256(data)) == data
+    rule = proxy.faults.fail("PUT", "*", status=503, code="SlowDown", times=1)
+    with Client(base) as client:
+        assert client.push_blob("transient", data) == sha256(data)
+        assert rule.hits == 1
+        assert client.blob("transient", sha256(data)) == data
 
 
-def test_vanished_bucket_is_500_then_recovers(bucket: Bucket) -> None:
+def test_vanished_bucket_is_500_then_recovers(pax_s3: S3Bucket) -> None:
     data = os.urandom(1500)
-    with emulator.start(config(bucket)) as server:
-        client = Client([server.url])
+    with emulator.start(config(pax_s3)) as server, Client(server.url) as client:
         digest = client.push_blob("gone", data)
         client.push_blob("gone", b"{}")
         client.push_manifest("gone", "v1", image_manifest(b"{}", [data]))
-        bucket.delete()
+        pax_s3.delete()
         for answer in (
-            client.manifest("gone", "v1"),
+            requests.get(f"{server.url}/v2/gone/manifests/v1", headers={"Accept": OCI_MANIFEST}),
             requests.get(f"{server.url}/v2/gone/blobs/{digest}"),
             requests.post(f"{server.url}/v2/gone/blobs/uploads/"),
             requests.get(f"{server.url}/v2/gone/tags/list"),
@@ -848,31 +520,30 @@ def test_vanished_bucket_is_500_then_recovers(bucket: Bucket) -> None:
             assert error_code(answer) == "UNKNOWN"
         assert requests.head(f"{server.url}/v2/gone/blobs/{digest}").status_code == 500
         # The bucket is back (empty): nothing of the failed requests shows, and pushing works again.
-        bucket.client.create_bucket(Bucket=bucket.bucket)
-        assert bucket.keys() == []
+        pax_s3.client.create_bucket(Bucket=pax_s3.bucket)
+        assert pax_s3.list_keys() == []
         fresh = os.urandom(1500)
         assert client.push_blob("gone", fresh) == sha256(fresh)
         assert client.blob("gone", sha256(fresh)) == fresh
-        assert keys_with(bucket, "/_uploads/") == []
+        assert keys_with(pax_s3, "/_uploads/") == []
 
 
-def test_repush_after_storage_lost_the_blob(bucket: Bucket) -> None:
+def test_repush_after_storage_lost_the_blob(pax_s3: S3Bucket) -> None:
     """The in-memory descriptor cache still knows a blob whose data storage lost (a vanished bucket, a
     garbage collection by another process). Pushing the same blob again must store it again, so the
     upload asks storage, not the cache, whether the data already exists."""
     data = os.urandom(1500)
-    with emulator.start(config(bucket)) as server:
-        client = Client([server.url])
+    with emulator.start(config(pax_s3)) as server, Client(server.url) as client:
         digest = client.push_blob("lost", data)
-        bucket.delete()
-        bucket.create()
+        pax_s3.delete()
+        pax_s3.client.create_bucket(Bucket=pax_s3.bucket)
         assert client.push_blob("lost", data) == digest
         assert client.blob("lost", digest) == data
 
 
-def test_unreachable_s3_is_503(bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_s3_is_503(pax_s3: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    with emulator.start(config(bucket, endpoint=f"http://127.0.0.1:{free_port()}")) as server:
+    with emulator.start(config(pax_s3, endpoint=f"http://127.0.0.1:{free_port()}")) as server:
         answer = requests.get(f"{server.url}/v2/any/manifests/latest")
         assert answer.status_code == 503
         assert error_code(answer) == "UNAVAILABLE"
@@ -889,14 +560,14 @@ def layout_blobs(reference: str) -> dict[str, bytes]:
 
 @pytest.mark.peers
 @pytest.mark.parametrize("redirect", [True, False], ids=["redirect", "no-redirect"])
-def test_skopeo_round_trip(bucket: Bucket, tmp_path: Path, redirect: bool) -> None:
+def test_skopeo_round_trip(pax_s3: S3Bucket, tmp_path: Path, redirect: bool) -> None:
     from tests.clients import build_image
     from tests.clients import skopeo
 
     require("skopeo", "umoci")
     source = build_image(tmp_path / "src", layers=2, layer_size=7 * MiB)
     back = f"oci:{tmp_path / 'back'}:1"
-    with emulator.start(config(bucket, redirect=redirect)) as server:
+    with emulator.start(config(pax_s3, redirect=redirect)) as server:
         remote = f"docker://{server.host}/skopeo/img:1"
         skopeo("copy", "--dest-tls-verify=false", source, remote)
         skopeo("copy", "--src-tls-verify=false", remote, back)
@@ -913,7 +584,7 @@ def test_skopeo_round_trip(bucket: Bucket, tmp_path: Path, redirect: bool) -> No
 
 @pytest.mark.parametrize("redirect", [True, False], ids=["redirect", "no-redirect"])
 def test_oras_round_trip(
-    bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redirect: bool
+    pax_s3: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redirect: bool
 ) -> None:
     pytest.importorskip("oras")
     from tests.clients import oras_client
@@ -924,7 +595,7 @@ def test_oras_round_trip(
     for name, content in files.items():
         (workdir / name).write_bytes(content)
     monkeypatch.chdir(workdir)
-    with emulator.start(config(bucket, redirect=redirect)) as server:
+    with emulator.start(config(pax_s3, redirect=redirect)) as server:
         client = oras_client(server.host)
         target = f"{server.host}/packs/demo:1.0.0"
         client.push(files=list(files), target=target)
@@ -935,7 +606,7 @@ def test_oras_round_trip(
 
 
 @pytest.mark.peers
-def test_cross_compatible_with_docker_registry(bucket: Bucket, tmp_path: Path) -> None:
+def test_cross_compatible_with_docker_registry(pax_s3: S3Bucket, tmp_path: Path) -> None:
     """The emulator and docker-registry on one bucket and rootdirectory serve one registry: what either
     pushes, the other pulls byte for byte."""
     from pax_registry_fixtures.distribution import DistributionServer
@@ -943,14 +614,14 @@ def test_cross_compatible_with_docker_registry(bucket: Bucket, tmp_path: Path) -
     from tests.clients import skopeo
 
     require("skopeo", "umoci", "docker-registry")
-    storage = {"s3": s3_section(bucket), "redirect": {"disable": True}, "delete": {"enabled": True}}
+    storage = {"s3": s3_section(pax_s3), "redirect": {"disable": True}, "delete": {"enabled": True}}
     images = {
         "to-distribution": build_image(tmp_path / "a", layers=2, layer_size=6 * MiB),
         "to-emulator": build_image(tmp_path / "b", layers=2, layer_size=300_000),
     }
     with (
         DistributionServer({"storage": storage}) as distribution,
-        emulator.start(config(bucket)) as ours,
+        emulator.start(config(pax_s3)) as ours,
     ):
         directions = {
             "to-distribution": (ours.host, distribution.host),
@@ -973,4 +644,4 @@ def test_cross_compatible_with_docker_registry(bucket: Bucket, tmp_path: Path) -
         catalog = requests.get(f"http://{distribution.host}/v2/_catalog").json()["repositories"]
         assert catalog == ["compat/to-distribution", "compat/to-emulator"]
         assert requests.get(f"{ours.url}/v2/_catalog").json()["repositories"] == catalog
-    assert multipart_uploads(bucket) == []
+    assert pax_s3.multipart_uploads() == []
