@@ -4,6 +4,7 @@
     python -m benchmarks --quick              # 64 MiB blobs, 1,000 tags/repositories, 3 rounds, short loads
     python -m benchmarks --scenarios blobs manifests --rounds 7
     python -m benchmarks --scenarios auth     # manifest GETs under htpasswd, plain and TLS
+    python -m benchmarks --scenarios notifications proxy   # issue 13's rows: the emulator against itself
     nox -s bench -- --quick
 
 Writes ``--json`` (one object per row) and ``--markdown`` (the table for the README) and prints the table.
@@ -25,6 +26,7 @@ import traceback
 import typing as t
 from pathlib import Path
 
+from benchmarks import features
 from benchmarks import scenarios
 from benchmarks import servers
 from benchmarks.client import Blob
@@ -34,7 +36,9 @@ from benchmarks.report import now
 from benchmarks.seed import copy_tree
 from benchmarks.seed import seed
 
-FAMILIES = ("blobs", "manifests", "listings", "skopeo", "auth", "ready", "fixture", "tls")
+FAMILIES = (
+    "blobs", "manifests", "listings", "skopeo", "auth", "ready", "fixture", "tls", "notifications", "proxy",
+)  # fmt: skip
 DEFAULT_OUTPUT = Path("bench-results")
 
 
@@ -139,6 +143,14 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             guarded(results, "ready", lambda: scenarios.ready(results, plan, workdir))
         if "fixture" in chosen:
             guarded(results, "fixture", lambda: scenarios.fixture(results, plan))
+        if "notifications" in chosen:
+            guarded(
+                results,
+                "notifications",
+                lambda: features.notifications_overhead(results, plan, workdir, small_seed),
+            )
+        if "proxy" in chosen:
+            guarded(results, "proxy", lambda: features.proxy_pulls(results, plan, workdir))
         if "tls" in chosen:
             tls = servers.make_tls(workdir / "tls")
             with prepared_pair(workdir, "tls", small_seed, tls) as pair:

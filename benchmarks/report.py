@@ -50,6 +50,8 @@ class Metric:
     unit: str
     better: str  # "higher" or "lower"
     target: Target | None = None
+    #: What the distribution column holds instead, for rows comparing the emulator with itself.
+    baseline: str | None = None
     samples: dict[str, list[float]] = field(default_factory=lambda: {side: [] for side in SIDES})
 
     def median(self, side: str) -> float | None:
@@ -76,6 +78,7 @@ class Metric:
             row[f"{side}_max"] = max(values) if values else None
         ratio = self.ratio()
         row["ratio"] = ratio
+        row["baseline"] = self.baseline
         row["target"] = self.target.text if self.target else None
         row["met"] = self.target.met(self.median(EMULATOR), ratio) if self.target else None
         row["samples"] = {side: list(values) for side, values in self.samples.items()}
@@ -90,9 +93,17 @@ class Results:
         self.metrics: dict[str, Metric] = {}
         self.notes: list[str] = []
 
-    def metric(self, id: str, scenario: str, unit: str, better: str, target: Target | None = None) -> Metric:
+    def metric(
+        self,
+        id: str,
+        scenario: str,
+        unit: str,
+        better: str,
+        target: Target | None = None,
+        baseline: str | None = None,
+    ) -> Metric:
         if id not in self.metrics:
-            self.metrics[id] = Metric(id, scenario, unit, better, target)
+            self.metrics[id] = Metric(id, scenario, unit, better, target, baseline)
         return self.metrics[id]
 
     def add(self, id: str, side: str, value: float) -> None:
@@ -120,8 +131,9 @@ class Results:
         ]
         for row in self.rows():
             met = {True: "yes", False: "**no**", None: ""}[row["met"]]
+            against = _cell(row, DISTRIBUTION) + (f" *{row['baseline']}*" if row["baseline"] else "")
             lines.append(
-                f"| {row['scenario']} | {row['unit']} | {_cell(row, EMULATOR)} | {_cell(row, DISTRIBUTION)} "
+                f"| {row['scenario']} | {row['unit']} | {_cell(row, EMULATOR)} | {against} "
                 f"| {_number(row['ratio'], ratio=True)} | {row['better']} | {row['target'] or ''} | {met} |"
             )
         if self.notes:

@@ -241,11 +241,19 @@ class Server:
         self.handle.stop()
 
 
-def start(side: str, root: Path, tls: TLSFiles | None = None, htpasswd: Path | None = None) -> Server:
-    """Start ``side`` on a free loopback port with :func:`registry_config`; its idle RSS is measured
-    after a short settle."""
+def start(
+    side: str,
+    root: Path,
+    tls: TLSFiles | None = None,
+    htpasswd: Path | None = None,
+    extra: t.Mapping[str, t.Any] | None = None,
+) -> Server:
+    """Start ``side`` on a free loopback port with :func:`registry_config`, its top-level sections
+    updated from ``extra`` (``http`` merged key by key); its idle RSS is measured after a short settle."""
     root.mkdir(parents=True, exist_ok=True)
     config = registry_config(root, tls, htpasswd)
+    for section, value in (extra or {}).items():
+        config[section] = {**config["http"], **value} if section == "http" else value
     handle: RegistryProcess | DistributionServer
     if side == EMULATOR:
         handle = RegistryProcess(config, tls=tls is not None).start()

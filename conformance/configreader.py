@@ -242,6 +242,7 @@ class Expectations:
     :param tls: ``http.tls`` when TLS is on, else ``None``; ``minimum`` defaults to ``tls1.2``.
     :param deletes_enabled: ``storage.delete.enabled`` is the boolean true (distribution ignores a string).
     :param read_only: ``storage.maintenance.readonly.enabled`` is the boolean true.
+    :param packs_validated: ``validation.packs.enabled`` (the emulator's extension) is the boolean true.
     """
 
     headers: dict[str, tuple[str, ...]]
@@ -249,6 +250,7 @@ class Expectations:
     tls: TLS | None
     deletes_enabled: bool
     read_only: bool
+    packs_validated: bool = False
 
 
 def expectations(raw: t.Mapping[str, t.Any]) -> Expectations:
@@ -259,6 +261,7 @@ def expectations(raw: t.Mapping[str, t.Any]) -> Expectations:
         tls=_tls(_section(raw, "http", "tls")),
         deletes_enabled=_section(raw, "storage", "delete").get("enabled") is True,
         read_only=_section(raw, "storage", "maintenance", "readonly").get("enabled") is True,
+        packs_validated=_section(raw, "validation", "packs").get("enabled") is True,
     )
 
 

@@ -443,20 +443,40 @@ class PackArchive:
         return f"spectro-packs/archive/{self.name}"
 
 
-def _pack_archive(run_id: str) -> PackArchive:
-    name, version = f"pax-conformance-{run_id}", "1.0.0"
-    files = {
-        "pack.json": _json({"name": name, "version": version, "layer": "addon", "addonType": "system app"}),
-        "values.yaml": b"pack:\n  namespace: pax-conformance\n",
+def pack_tarball(name: str, version: str, *, valid: bool = True) -> bytes:
+    """``tar -czf NAME-VERSION.tar.gz NAME-VERSION/`` of a manifest pack with the documented layout
+    (``pack.json``, ``values.yaml``, ``logo.png``, ``README.md``, ``manifests/``). ``valid=False`` gives
+    a ``layer`` outside the schema's values and no ``logo.png``: a registry that checks packs refuses it."""
+    document = {
+        "name": name,
+        "displayName": f"Conformance {name}",
+        "version": version,
+        "layer": "addon" if valid else "database",
+        "addonType": "system app",
+        "kubeManifests": ["manifests/x.yaml"],
     }
+    files = {
+        "pack.json": _json(document),
+        "values.yaml": b"pack:\n  namespace: pax-conformance\n",
+        "README.md": f"# {name}\n".encode(),
+        "manifests/x.yaml": b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: pax-conformance\n",
+    }
+    if valid:
+        files["logo.png"] = png((40, 120, 200), name)
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as archive:
         for file_name, payload in files.items():
-            info = tarfile.TarInfo(f"{name}/{file_name}")
+            info = tarfile.TarInfo(f"{name}-{version}/{file_name}")
             info.size = len(payload)
+            info.mode = 0o644
             archive.addfile(info, io.BytesIO(payload))
+    return gzip.compress(tar_bytes.getvalue(), mtime=0)
+
+
+def _pack_archive(run_id: str) -> PackArchive:
+    name, version = f"pax-conformance-{run_id}", "1.0.0"
     config = Blob(b"{}", ORAS_CONFIG)
-    layer = Blob(gzip.compress(tar_bytes.getvalue(), mtime=0), ORAS_LAYER)
+    layer = Blob(pack_tarball(name, version), ORAS_LAYER)
     document = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

@@ -12,6 +12,7 @@ skipped.
 from __future__ import annotations
 
 import functools
+import json
 import socket
 import ssl
 import typing as t
@@ -30,6 +31,12 @@ from conformance.configreader import Htpasswd
 from conformance.configreader import expectations
 from conformance.data import DUMMY_DIGEST
 from conformance.data import OCI_MANIFEST
+from conformance.data import ORAS_CONFIG
+from conformance.data import ORAS_LAYER
+from conformance.data import TITLE
+from conformance.data import Blob
+from conformance.data import Manifest
+from conformance.data import pack_tarball
 
 if t.TYPE_CHECKING:
     from conformance.client import RegistryClient
@@ -285,3 +292,36 @@ def test_deletes_follow_storage_delete_enabled(configured: Configured, kind: str
     else:
         assert response.status_code == 405
         assert error_codes(response)[:1] == ["UNSUPPORTED"]
+
+
+# -- validation.packs (the emulator's extension) ------------------------------------------------------
+
+
+@pytest.mark.spec("Palette pack registry docs (deploy-pack): the schema validation happens on push")
+def test_a_bad_pack_is_refused_with_manifest_invalid_and_leaves_no_tag(configured: Configured) -> None:
+    # The documents say only that the legacy pack registry validates on push; checking OCI pushes is the
+    # emulator's extension, promised by validation.packs.enabled.
+    if not configured.expected.packs_validated:
+        not_applicable("the configuration does not set validation.packs.enabled")
+    name, version = f"pax-bad-{configured.data.run_id}", "1.0.0"
+    repo = f"{configured.repo.rsplit('/', 1)[0]}/spectro-packs/archive/{name}"
+    config = Blob(b"{}", ORAS_CONFIG)
+    layer = Blob(pack_tarball(name, version, valid=False), ORAS_LAYER)
+    for blob in (config, layer):
+        configured.cleanup.blob(repo, blob.digest)
+        assert configured.registry.push_blob(repo, blob).status_code == 201
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor(annotations={TITLE: f"{name}-{version}.tar.gz"})],
+    }
+    manifest = Manifest(json.dumps(document).encode(), OCI_MANIFEST, "bad-pack")
+    configured.cleanup.manifest(repo, manifest.digest)
+
+    refused = configured.registry.push_manifest(repo, version, manifest)
+
+    assert refused.status_code == 400, refused.text
+    assert error_codes(refused)[:1] == ["MANIFEST_INVALID"], error_codes(refused)
+    absent = configured.registry.get(f"/v2/{repo}/manifests/{version}", headers={"Accept": OCI_MANIFEST})
+    assert absent.status_code == 404

@@ -3,25 +3,39 @@
 A plain OCI or Docker registry has no ``/health`` and no ``/v1/``: each is a row of the verdict table,
 *unsupported* unless the ``pack`` profile requires it. Palette's OCI pack registries keep packs as
 ``oras`` artifacts under ``<base path>/spectro-packs/archive/<pack>:<version>``, which any registry
-serving deep repository names can hold; the ``pack`` profile requires it.
+serving deep repository names can hold; the ``pack`` profile requires it. A valid pack pushed with
+oras-py (as the docs push with the oras CLI) must pull back byte for byte and list its version.
+Whether a registry refuses bad packs depends on its configuration: that is a ``config`` check.
 """
 
 from __future__ import annotations
 
 import functools
 import typing as t
+import urllib.parse
+from pathlib import Path
 
 import pytest
 import requests
 
 from conformance.assertions import after
+from conformance.assertions import not_applicable
+from conformance.data import OCI_MANIFEST
+from conformance.data import ORAS_CONFIG
+from conformance.data import ORAS_LAYER
+from conformance.data import TITLE
+from conformance.data import Blob
+from conformance.data import pack_tarball
 from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
 
 if t.TYPE_CHECKING:
+    import oras.client
+
     from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
     from conformance.data import RunData
+    from conformance.settings import Settings
 
 pytestmark = pytest.mark.pack
 
@@ -135,3 +149,75 @@ def test_pack_archive_is_pushed_and_pulled_under_spectro_packs_archive(pack: Pac
     tags = pack.registry.get(f"/v2/{pack.archive_repo}/tags/list")
     assert tags.status_code == 200
     assert archive.version in (tags.json().get("tags") or [])
+
+
+# -- packs pushed as the docs push them, with oras ---------------------------------------------------------
+
+
+def oras_for(registry: RegistryClient, settings: Settings) -> oras.client.OrasClient:
+    """An oras-py client for the registry under test, with the suite's credentials and CA."""
+    oras_client = pytest.importorskip(
+        "oras.client", reason="the pack checks push with oras-py (pip install oras)"
+    )
+    parsed = urllib.parse.urlsplit(registry.base_url)
+    if parsed.path.strip("/"):
+        not_applicable(f"oras addresses a registry by host alone, not {registry.base_url}")
+    if settings.client_cert:
+        not_applicable("oras-py cannot present a client certificate")
+    options: dict[str, t.Any] = {}
+    if settings.username:
+        # oras-py's token backend cannot answer a Basic challenge, and its login() writes the user's
+        # docker configuration: the credentials go to the backend the registry's challenge asks for.
+        challenge = registry.get("/v2/", credentials=None).headers.get("WWW-Authenticate", "")
+        options["auth_backend"] = "basic" if challenge.lower().startswith("basic") else "token"
+    client = oras_client.OrasClient(
+        hostname=parsed.netloc,
+        insecure=parsed.scheme == "http",
+        tls_verify=settings.cacert or True,
+        **options,
+    )
+    if settings.username:
+        client.auth.set_basic_auth(settings.username, settings.password or "")
+    return client
+
+
+@pytest.mark.spec(
+    "Palette pack registry docs (OCI pack registries): oras push spectro-packs/archive/<name>:<version>"
+)
+def test_a_pack_pushed_with_oras_pulls_back_and_lists_its_version(
+    pack: Pack,
+    pax_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name, version = f"pax-oras-{pack.data.run_id}", "1.2.3"
+    repo = f"{pack.archive_repo.rsplit('/', 1)[0]}/{name}"
+    archive = pack_tarball(name, version)
+    workdir = tmp_path_factory.mktemp("pack")
+    (workdir / f"{name}-{version}.tar.gz").write_bytes(archive)
+    client = oras_for(pack.registry, pax_settings)
+    host = urllib.parse.urlsplit(pack.registry.base_url).netloc
+    for blob in (Blob(archive), Blob(b"{}")):
+        pack.cleanup.blob(repo, blob.digest)
+    with monkeypatch.context() as context:
+        # oras-py pushes only paths below the working directory, as the docs run oras from the pack's.
+        context.chdir(workdir)
+        pushed = client.push(files=[f"{name}-{version}.tar.gz"], target=f"{host}/{repo}:{version}")
+    assert pushed.status_code == 201
+    manifest = pack.registry.get(f"/v2/{repo}/manifests/{version}", headers={"Accept": OCI_MANIFEST})
+    assert manifest.status_code == 200
+    pack.cleanup.manifest(
+        repo, manifest.headers.get("Docker-Content-Digest") or Blob(manifest.content).digest
+    )
+    document = manifest.json()
+    assert document["config"]["mediaType"] == ORAS_CONFIG
+    assert [(layer["mediaType"], layer["annotations"][TITLE]) for layer in document["layers"]] == [
+        (ORAS_LAYER, f"{name}-{version}.tar.gz")
+    ]
+
+    pulled = client.pull(target=f"{host}/{repo}:{version}", outdir=str(workdir / "pulled"))
+
+    assert [Path(path).read_bytes() for path in pulled] == [archive]
+    tags = pack.registry.get(f"/v2/{repo}/tags/list")
+    assert tags.status_code == 200
+    assert version in (tags.json().get("tags") or [])

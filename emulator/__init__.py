@@ -88,11 +88,16 @@ def start(
         ssl_context = configured_context(loaded.http.tls)
     app = make_app(loaded)
     app.open()
-    return BackgroundServer(
-        app,
-        host=host,
-        port=port,
-        ssl_context=ssl_context,
-        max_connections=loaded.http.maxconnections,
-        idle_timeout=idle_timeout,
-    )
+    try:
+        return BackgroundServer(
+            app,
+            host=host,
+            port=port,
+            ssl_context=ssl_context,
+            max_connections=loaded.http.maxconnections,
+            idle_timeout=idle_timeout,
+        )
+    except BaseException:
+        # A port that cannot be bound leaves no debug server or checker threads behind.
+        app.close()
+        raise

@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response
 from . import routes
 from .context import Context
 from .drivers.base import InvalidPath
+from .drivers.base import StorageDriver
 from .drivers.base import StorageUnavailable
 from .drivers.filesystem import StorageFailure
 from .errors import BlobUploadUnknown
@@ -43,6 +44,9 @@ from .handlers import tags
 from .handlers import uploads
 from .handlers import version_check
 from .handlers.common import parse_digest
+from .health import HealthGate
+from .health import build_checkers
+from .health import refusal
 from .logs import access_log
 from .logs import combined_log_line
 from .logs import log
@@ -59,6 +63,10 @@ if t.TYPE_CHECKING:
 
     from .auth import HtpasswdAuthenticator as Authenticator
     from .config import Config
+    from .debug import DebugServer
+    from .metrics import Metrics
+    from .notifications import Notifier
+    from .notifications import RequestNotifier
     from .storage.registry import Registry
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
@@ -108,11 +116,27 @@ class RegistryApp:
         self.root_path = f"{prefix}/"
         #: Started by :meth:`open`, stopped by :meth:`close`, in this order (and the reverse).
         self.services: list[Service] = []
+        #: Sends ``notifications.endpoints`` their events; ``None`` when no endpoint is enabled.
+        self.notifier: Notifier | None = None
+        #: Prometheus metrics (``http.debug.prometheus.enabled``); ``None`` measures nothing.
+        self.metrics: Metrics | None = None
+        #: The failing health checks; ``None`` when no check is configured.
+        self.health: HealthGate | None = None
+        #: The server on ``http.debug.addr``, once :meth:`open` started it (see its ``url``).
+        self.debug: DebugServer | None = None
 
     def open(self) -> None:
         """Start the background services; whoever serves the app calls this before the first request."""
-        for service in self.services:
-            service.start()
+        started: list[Service] = []
+        try:
+            for service in self.services:
+                service.start()
+                started.append(service)
+        except BaseException:
+            # A service that cannot start (a debug port in use) must not leave the others running.
+            for service in reversed(started):
+                service.stop()
+            raise
 
     def close(self) -> None:
         """Stop the background services (idempotent). Storage stays usable."""
@@ -136,6 +160,11 @@ class RegistryApp:
 
     def respond(self, request: Request) -> Response:
         path = request.path
+        if self.health is not None and self.health.failing:
+            # distribution's health gate sits in front of everything, the pack surface's /health aside.
+            if path != self.health_path:
+                return refusal()
+            return self._finish(Response('{"status":"DOWN"}', 503, mimetype="application/json"), routed=True)
         if path == self.health_path:
             return self._finish(Response('{"status":"UP"}', mimetype="application/json"), routed=True)
         if path == self.root_path:
@@ -157,8 +186,14 @@ class RegistryApp:
                     self.authenticator.authorize(request, str(matched).partition(".")[2], values)
                 except RegistryError as denied:
                     error = denied
-            return self._finish(error.get_response(), routed=True)
+            response = self._finish(error.get_response(), routed=True)
+            if self.metrics is not None and allowed:
+                # distribution's dispatchers answer these 405s, so they count under their route.
+                matched, _ = adapter.match(method=allowed[0])
+                self.metrics.end(self.metrics.begin(str(matched).partition(".")[2]), request, response)
+            return response
         api, _, name = str(endpoint).partition(".")
+        begun = self.metrics.begin(name) if self.metrics is not None else None
         try:
             response = self._dispatch(request, adapter, api, name, values)
         except RegistryError as e:
@@ -185,7 +220,10 @@ class RegistryApp:
         except Exception:
             log.exception("unexpected error serving %s %s", request.method, request.path)
             response = Unknown().get_response()
-        return self._finish(response, routed=True)
+        response = self._finish(response, routed=True)
+        if begun is not None and self.metrics is not None:
+            self.metrics.end(begun, request, response)
+        return response
 
     def _dispatch(
         self, request: Request, adapter: MapAdapter, api: str, endpoint: str, values: t.Mapping[str, t.Any]
@@ -199,9 +237,23 @@ class RegistryApp:
                 message="registry is in read-only mode",
                 headers={"Allow": "GET, HEAD"},
             )
+        if self.config.proxy is not None and request.method in routes.WRITE_METHODS:
+            # A pull-through cache takes no writes: distribution answers them with this plain 405.
+            raise Unsupported()
         checked = check_route_values(request.method, values)
         context = Context(request, self.registry, self.config, self.secret, adapter, api)
+        if self.notifier is not None:
+            context.notifier = self._request_notifier(self.notifier, context)
         return self.handlers[endpoint](context, **checked)
+
+    def _request_notifier(self, notifier: Notifier, context: Context) -> RequestNotifier:
+        user = self.authenticator.username(context.request) if self.authenticator is not None else None
+        return notifier.for_request(
+            context.request,
+            user,
+            blob_url=lambda name, digest: context.url_for(routes.BLOB, name=name, digest=digest),
+            manifest_url=lambda name, digest: context.url_for(routes.MANIFEST, name=name, reference=digest),
+        )
 
     def _finish(self, response: Response, *, routed: bool) -> Response:
         # Go writes reason phrases as RFC 9110 spells them ("401 Unauthorized"), Werkzeug in capitals.
@@ -268,6 +320,7 @@ def make_app(config: Config) -> RegistryApp:
     require(config)
     from .storage.cache import BlobDescriptorCache
     from .storage.cache import NoCache
+    from .storage.foreign import URLRules
     from .storage.registry import Registry
 
     cache: BlobDescriptorCache = (
@@ -280,10 +333,52 @@ def make_app(config: Config) -> RegistryApp:
         from .storage.rediscache import RedisDescriptorCache
 
         cache = RedisDescriptorCache(config.redis)
-    registry = Registry(create(config.storage), cache)
+    driver = create(config.storage)
+    metrics = None
+    if config.http.debug.prometheus.enabled:
+        from .metrics import CountingCache
+        from .metrics import Metrics
+        from .metrics import instrument_driver
+
+        metrics = Metrics()
+        driver = instrument_driver(driver, metrics)
+        if not isinstance(cache, NoCache):
+            cache = CountingCache(cache, metrics)
+    registry = Registry(driver, cache, URLRules.from_config(config.validation))
+    proxy = None
+    if config.proxy is not None:
+        from .proxy import build as build_proxy
+
+        registry = proxy = build_proxy(config, registry.driver, cache)
     authenticator = None
     if config.auth.htpasswd is not None:
         from .auth import HtpasswdAuthenticator
 
         authenticator = HtpasswdAuthenticator(config.auth.htpasswd)
-    return RegistryApp(config, registry, authenticator)
+    app = RegistryApp(config, registry, authenticator)
+    if proxy is not None:
+        app.services.extend(proxy.services)
+    from .notifications import make_notifier
+
+    app.notifier = make_notifier(config)
+    if app.notifier is not None:
+        app.services.append(app.notifier)
+    _add_health_and_metrics(app, driver, metrics)
+    return app
+
+
+def _add_health_and_metrics(app: RegistryApp, driver: StorageDriver, metrics: Metrics | None) -> None:
+    """The health checks and their gate, the metrics and the debug server that shows both."""
+    gate = HealthGate()
+    checkers = build_checkers(app.config, driver, gate)
+    if checkers:
+        app.health = gate
+        app.services.extend(checkers)
+    app.metrics = metrics
+    if metrics is not None and app.notifier is not None:
+        metrics.watch_notifier(app.notifier)
+    if app.config.http.debug.addr:
+        from .debug import DebugServer
+
+        app.debug = DebugServer(app.config, gate, metrics)
+        app.services.append(app.debug)

@@ -146,7 +146,12 @@ def serve(path: str | None) -> int:
         host, port = config.http.listen_host(), config.http.listen_port()
 
     listening = threading.Event()
-    app.open()
+    try:
+        app.open()
+    except configuration.ConfigError as e:
+        # A debug port that is taken: one line naming http.debug.addr, as for the main port.
+        stop.set()
+        _stop(str(e))
 
     def ready(server: t.Any) -> None:
         listening.set()
@@ -191,6 +196,8 @@ def _make_app(config: configuration.Config) -> t.Any:
         _fail(f"{config.source}: auth.htpasswd.path: {e}")
     except RootUnusable as e:
         _fail(f"{config.source}: storage.filesystem.rootdirectory: {e}")
+    except configuration.ConfigError as e:
+        _fail(str(e))
 
 
 def main(argv: t.Sequence[str] | None = None) -> int:
@@ -211,7 +218,12 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     )
     check.add_argument("--version", action="version", version=version)
     check.add_argument("config", nargs="?", help=f"configuration file ({where})")
+    from . import packcli
+
+    packcli.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "pack":
+        return packcli.run(args)
     if args.command == "serve":
         return serve(args.config)
     return check_config(args.config)

@@ -18,6 +18,7 @@ from .reference import is_valid_host
 
 if t.TYPE_CHECKING:
     from .config import Config
+    from .notifications import RequestNotifier
     from .storage.registry import Registry
 
 
@@ -31,6 +32,8 @@ class Context:
     secret: bytes
     adapter: MapAdapter
     api: str
+    #: Builds this request's notification events; ``None`` when no endpoint is configured.
+    notifier: RequestNotifier | None = None
 
     def url_for(self, endpoint: str, **values: t.Any) -> str:
         """A ``Location`` for ``endpoint``: absolute unless ``http.relativeurls`` is set."""

@@ -184,6 +184,7 @@ PROBLEMS: dict[type[problems.Problem], type[RegistryError]] = {
     problems.ManifestUnknown: ManifestUnknown,
     problems.NameUnknown: NameUnknown,
     problems.TagInvalid: TagInvalid,
+    problems.RemoteFailed: Unknown,
 }
 
 

@@ -246,3 +246,20 @@ def test_two_runs_share_one_server_and_clean_up(target: Target) -> None:
     assert first.outcomes == second.outcomes
     # 2.8.2 keeps an emptied repository and lists no tags ("tags": null) once its manifests are gone.
     assert all(not tags for tags in leftovers.values()), leftovers
+
+
+def test_an_emulator_validating_packs_refuses_a_bad_pack(tmp_path: Path) -> None:
+    """The pack profile against an emulator with the pack extensions on: every check passes, and the
+    config check derived from validation.packs.enabled runs instead of ending not applicable."""
+    target = Target("emulator", tmp_path)
+    server = target.start({"validation": {"packs": {"enabled": True, "floatingtags": True}}})
+    try:
+        result = run(
+            server.url,
+            args=[f"--pax-registry-config={server.config_path}", "--pax-registry-profile=pack"],
+        )
+    finally:
+        server.stop()
+    target.check(result, "pack")
+    check = "test_config::test_a_bad_pack_is_refused_with_manifest_invalid_and_leaves_no_tag"
+    assert config_checks(result)[check] == "passed"

@@ -30,6 +30,8 @@ def get_blob(ctx: Context, name: str, digest: Digest) -> Response:
     if not ctx.config.storage.redirect_disable:
         url = ctx.registry.blobs.redirect_url(digest, ctx.request.method)
         if url is not None:
+            if ctx.notifier is not None:
+                ctx.notifier.blob_pulled(name, str(digest), descriptor.size)
             return Response(status=307, headers={"Location": url})
     etag = f'"{digest}"'
     headers = {
@@ -42,6 +44,9 @@ def get_blob(ctx: Context, name: str, digest: Digest) -> Response:
     wanted = if_none_match(ctx.request)
     if str(digest) in wanted or "*" in wanted:
         return Response(status=304, headers=headers)
+    if ctx.notifier is not None:
+        # Before the body streams, where distribution notifies after: the blob exists and is served.
+        ctx.notifier.blob_pulled(name, str(digest), descriptor.size)
     size = descriptor.size
     span = _requested_range(ctx.request.headers.get("Range"), size)
     if span is None:
@@ -68,6 +73,8 @@ def delete_blob(ctx: Context, name: str, digest: Digest) -> Response:
     if not ctx.config.storage.delete_enabled:
         raise Unsupported({"reason": "deletes are disabled: storage.delete.enabled is false"})
     ctx.registry.delete_blob(name, digest)
+    if ctx.notifier is not None:
+        ctx.notifier.blob_deleted(name, str(digest))
     return Response(status=202, headers={"Content-Length": "0"})
 
 

@@ -9,6 +9,8 @@ from ..context import Context
 from ..errors import ManifestTooLarge
 from ..errors import ManifestUnknown
 from ..errors import Unsupported
+from ..packs import hooks as packs
+from ..reference import Digest
 from ..reference import looks_like_digest
 from ..storage.manifests import DOCKER_LIST
 from ..storage.manifests import DOCKER_MANIFEST
@@ -32,6 +34,11 @@ def dispatch(ctx: Context, name: str, reference: str) -> Response:
 
 def get_manifest(ctx: Context, name: str, reference: str) -> Response:
     manifest = ctx.registry.get_manifest(name, reference)
+    if ctx.notifier is not None and str(manifest.digest) not in if_none_match(ctx.request):
+        # Before the Accept check, as distribution notifies once storage returned the manifest, even
+        # when it then answers 404 to a client that does not accept its type.
+        tag = None if looks_like_digest(reference) else reference
+        ctx.notifier.manifest_pulled(name, str(manifest.digest), manifest.media_type, manifest.content, tag)
     manifest = _negotiate(ctx, name, reference, manifest)
     headers = {
         "Content-Type": manifest.media_type,
@@ -95,9 +102,10 @@ def put_manifest(ctx: Context, name: str, reference: str) -> Response:
     content = ctx.request.stream.read(MAX_MANIFEST_SIZE + 1)
     if len(content) > MAX_MANIFEST_SIZE:
         raise ManifestTooLarge({"limit": MAX_MANIFEST_SIZE}, message="manifest is larger than 4 MiB")
-    digest, parsed = ctx.registry.put_manifest(
-        name, reference, content, ctx.request.headers.get("Content-Type")
-    )
+    content_type = ctx.request.headers.get("Content-Type")
+    packs.before_put(ctx.registry, ctx.config, name, reference, content, content_type)
+    digest, parsed = ctx.registry.put_manifest(name, reference, content, content_type)
+    packs.after_change(ctx.registry, ctx.config, name)
     headers = {
         "Location": ctx.url_for(routes.MANIFEST, name=name, reference=str(digest)),
         "Docker-Content-Digest": str(digest),
@@ -105,11 +113,25 @@ def put_manifest(ctx: Context, name: str, reference: str) -> Response:
     }
     if parsed.subject is not None:
         headers["OCI-Subject"] = str(parsed.subject)
+    if ctx.notifier is not None:
+        tag = None if looks_like_digest(reference) else reference
+        ctx.notifier.manifest_pushed(name, str(digest), parsed.media_type, content, tag)
     return Response(status=201, headers=headers)
 
 
 def delete_manifest(ctx: Context, name: str, reference: str) -> Response:
     if not ctx.config.storage.delete_enabled:
         raise Unsupported({"reason": "deletes are disabled: storage.delete.enabled is false"})
-    ctx.registry.delete_manifest(name, reference)
+    packs.before_delete(ctx.config, name, reference)
+    if ctx.notifier is None:
+        ctx.registry.delete_manifest(name, reference)
+    elif looks_like_digest(reference):
+        # The tags that go with the manifest are only known before it goes.
+        tags = ctx.registry.tags.tags_for(name, Digest.parse(reference))
+        ctx.registry.delete_manifest(name, reference)
+        ctx.notifier.manifest_deleted(name, reference, tags)
+    else:
+        ctx.registry.delete_manifest(name, reference)
+        ctx.notifier.tag_deleted(name, reference)
+    packs.after_change(ctx.registry, ctx.config, name)
     return Response(status=202, headers={"Content-Length": "0"})

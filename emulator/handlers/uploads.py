@@ -37,7 +37,9 @@ def start(ctx: Context, name: str) -> Response:
     if digest_param is not None:
         digest = parse_digest(digest_param)
         status = ctx.registry.uploads.start(name)
-        ctx.registry.uploads.finish(name, status.id, digest, body_chunks(ctx.request))
+        descriptor = ctx.registry.uploads.finish(name, status.id, digest, body_chunks(ctx.request))
+        if ctx.notifier is not None:
+            ctx.notifier.blob_pushed(name, str(digest), descriptor.size)
         return _created(ctx, name, digest)
     status = ctx.registry.uploads.start(name)
     return _accepted(ctx, name, status, 202)
@@ -71,9 +73,11 @@ def finish(ctx: Context, name: str, upload_id: str) -> Response:
     # Without the running hash (after a restart, or an upload another process began) the whole upload
     # is read again: never while other clients wait for the turn.
     leave_turn(ctx.request.environ)
-    ctx.registry.uploads.finish(
+    descriptor = ctx.registry.uploads.finish(
         name, upload_id, digest, body_chunks(ctx.request), start=start_at, length=length
     )
+    if ctx.notifier is not None:
+        ctx.notifier.blob_pushed(name, str(digest), descriptor.size)
     return _created(ctx, name, digest)
 
 
@@ -84,8 +88,11 @@ def _try_mount(ctx: Context, name: str, mount: str, source: str | None) -> Respo
         return None
     if source is not None and not is_valid_name(source):
         return None
-    if ctx.registry.mount(name, digest, source) is None:
+    descriptor = ctx.registry.mount(name, digest, source)
+    if descriptor is None:
         return None
+    if ctx.notifier is not None:
+        ctx.notifier.blob_mounted(name, str(digest), descriptor.size, source)
     return _created(ctx, name, digest)
 
 

@@ -72,3 +72,8 @@ class NameUnknown(Problem):
 
 class TagInvalid(Problem):
     """A tag outside the tag grammar."""
+
+
+class RemoteFailed(Problem):
+    """A pull-through cache could not get what it does not hold from its remote (unreachable, or an
+    answer it cannot use); distribution answers these 500 ``UNKNOWN`` with the cause as detail."""

@@ -18,6 +18,10 @@ from .blobs import BlobStore
 from .errors import ManifestBlobUnknown
 from .errors import ManifestInvalid
 from .errors import ManifestUnknown
+from .foreign import URLReference
+from .foreign import URLRules
+from .foreign import checks_urls
+from .foreign import needs_blob
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -48,6 +52,8 @@ class ParsedManifest:
     #: Children of a Docker manifest list by platform, for Accept fallback.
     platforms: tuple[tuple[str, str, Digest], ...] = ()
     config_media_type: str | None = None
+    #: References whose URLs stand in for their presence (:mod:`.foreign`).
+    foreign: tuple[URLReference, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,12 +103,20 @@ def parse(content: bytes, content_type: str | None = None) -> ParsedManifest:
         raise ManifestInvalid({"reason": "an image manifest needs a config descriptor"})
     if not isinstance(layers, list):
         raise ManifestInvalid({"reason": "an image manifest needs a layers list"})
-    needed = [_descriptor_digest(config, "config")]
-    for layer in layers:
-        digest = _descriptor_digest(layer, "layers[]")
-        # Foreign layers live elsewhere (their urls); the registry is not expected to hold them.
-        if not layer.get("urls"):
+    # Which references must be in the repository, and which have their URLs checked instead, follow
+    # distribution 2.8 (see .foreign); the config is a reference like the layers.
+    schema2 = media_type == DOCKER_MANIFEST
+    needed: list[Digest] = []
+    foreign: list[URLReference] = []
+    for descriptor, where in [(config, "config"), *((layer, "layers[]") for layer in layers)]:
+        digest = _descriptor_digest(descriptor, where)
+        descriptor_type = descriptor.get("mediaType")
+        descriptor_type = descriptor_type if isinstance(descriptor_type, str) else ""
+        urls = _descriptor_urls(descriptor, where)
+        if needs_blob(descriptor_type, urls, schema2=schema2):
             needed.append(digest)
+        if checks_urls(descriptor_type, schema2=schema2):
+            foreign.append(URLReference(digest, descriptor_type, urls))
     config_type = config.get("mediaType")
     return ParsedManifest(
         media_type,
@@ -112,6 +126,7 @@ def parse(content: bytes, content_type: str | None = None) -> ParsedManifest:
         artifact_type,
         annotations,
         config_media_type=config_type if isinstance(config_type, str) else None,
+        foreign=tuple(foreign),
     )
 
 
@@ -140,6 +155,15 @@ def _descriptor_digest(descriptor: t.Any, where: str) -> Digest:
         return Digest.parse(str(descriptor.get("digest", "")))
     except InvalidDigest as e:
         raise ManifestInvalid({"reason": f"{where}.digest: {e}"}) from None
+
+
+def _descriptor_urls(descriptor: dict[str, t.Any], where: str) -> tuple[str, ...]:
+    urls = descriptor.get("urls")
+    if urls is None:
+        return ()
+    if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
+        raise ManifestInvalid({"reason": f"{where}.urls must be a list of strings"})
+    return tuple(urls)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -186,9 +210,10 @@ CONTENT_CACHE_BYTES = 16 * 1024 * 1024
 
 
 class ManifestStore:
-    def __init__(self, driver: StorageDriver, blobs: BlobStore) -> None:
+    def __init__(self, driver: StorageDriver, blobs: BlobStore, url_rules: URLRules | None = None) -> None:
         self.driver = driver
         self.blobs = blobs
+        self.url_rules = url_rules if url_rules is not None else URLRules.default()
         self._contents = _Contents(CONTENT_CACHE_BYTES)
 
     def exists(self, name: str, digest: Digest) -> bool:
@@ -215,6 +240,14 @@ class ManifestStore:
         self, name: str, content: bytes, content_type: str | None, algorithm: str = "sha256"
     ) -> tuple[Digest, ParsedManifest]:
         parsed = parse(content, content_type)
+        refused = self.url_rules.refusals(parsed.foreign, schema2=parsed.media_type == DOCKER_MANIFEST)
+        if refused:
+            first = refused[0]
+            where = f"URL {first.url!r}" if first.url is not None else "layer"
+            raise ManifestBlobUnknown(
+                [refusal.detail() for refusal in refused],
+                message=f"blob unknown to registry: {first.digest}: {where} refused: {first.reason}",
+            )
         unknown = [d for d in parsed.blobs if not self.blobs.is_linked(name, d)]
         unknown += [d for d in parsed.children if not self.exists(name, d)]
         if unknown:

@@ -12,6 +12,7 @@ written here::
             _manifests/tags/<tag>/index/<alg>/<hex>/link
             _uploads/<id>/data
             _uploads/<id>/startedat
+    /scheduler-state.json        (a pull-through cache's expiry schedule, at the storage root)
 
 A ``link`` file holds a digest string such as ``sha256:ab…`` with no newline. distribution also keeps
 hash states beside an upload's data; none are written here (they live in memory, see ``uploads.py``),
@@ -28,6 +29,9 @@ BLOBS = f"{ROOT}/blobs"
 
 #: Directory names inside a repository; a path segment starting with "_" is never part of a name.
 LAYERS, MANIFESTS, UPLOADS = "_layers", "_manifests", "_uploads"
+
+#: A pull-through cache's expiry schedule, where distribution keeps it: at the root, outside ROOT.
+SCHEDULER_STATE = "/scheduler-state.json"
 
 
 def blob_dir(digest: Digest) -> str:

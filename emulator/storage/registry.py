@@ -19,6 +19,7 @@ from .cache import Descriptor
 from .errors import DigestInvalid
 from .errors import ManifestUnknown
 from .errors import TagInvalid
+from .foreign import URLRules
 from .manifests import ManifestStore
 from .manifests import ParsedManifest
 from .manifests import StoredManifest
@@ -28,11 +29,13 @@ from .uploads import UploadStore
 
 
 class Registry:
-    def __init__(self, driver: StorageDriver, cache: BlobDescriptorCache) -> None:
+    def __init__(
+        self, driver: StorageDriver, cache: BlobDescriptorCache, url_rules: URLRules | None = None
+    ) -> None:
         self.driver = driver
         self.blobs = BlobStore(driver, cache)
         self.uploads = UploadStore(driver, self.blobs)
-        self.manifests = ManifestStore(driver, self.blobs)
+        self.manifests = ManifestStore(driver, self.blobs, url_rules)
         self.tags = TagStore(driver)
 
     def mount(self, name: str, digest: Digest, source: str | None) -> Descriptor | None:

@@ -6,11 +6,14 @@ tests/test_readme.py checks it (and runs the snippets themselves as pasted).
 
 from __future__ import annotations
 
+import hashlib
+
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from pax_registry_fixtures import Htpasswd
+from pax_registry_fixtures import NotificationSink
 from pax_registry_fixtures import RegistryFactory
 from pax_registry_fixtures import RegistryServer
 from pax_registry_fixtures import TLSFiles
@@ -79,3 +82,34 @@ def test_own_certificates_and_users(
 
     response = requests.get(registry.url_for("/v2/"), auth=("ci", "s3cret"), verify=str(pax_tls.ca_path))
     assert response.status_code == 200
+
+
+def test_push_notifies(pax_registry_factory: RegistryFactory) -> None:
+    registry = pax_registry_factory(notifications=True)
+    digest = "sha256:" + hashlib.sha256(b"layer").hexdigest()
+
+    response = requests.post(
+        registry.url_for("/v2/team/app/blobs/uploads/"), params={"digest": digest}, data=b"layer"
+    )
+
+    assert response.status_code == 201
+    assert registry.notifications is not None
+    [event] = registry.notifications.wait_for(action="push", repository="team/app")
+    assert event["target"]["digest"] == digest
+    assert event["target"]["mediaType"] == "application/octet-stream"  # every blob event says so
+
+
+def test_webhook_retries(pax_registry_factory: RegistryFactory, pax_notifications: NotificationSink) -> None:
+    endpoint = pax_notifications.endpoint(headers={"Authorization": ["Bearer t0ken"]})
+    registry = pax_registry_factory({"notifications": {"endpoints": [endpoint]}})
+    image = registry.push_image("team/app", "1.0")  # seeding: no event
+    pax_notifications.fail_next(2)  # answered 500 twice: the registry tries again
+
+    registry.session().get(
+        registry.url_for("/v2/team/app/manifests/1.0"), headers={"Accept": image.media_type}
+    )
+
+    [event] = pax_notifications.wait_for(action="pull", tag="1.0")
+    assert event["target"]["digest"] == image.digest
+    assert [post.status for post in pax_notifications.requests] == [500, 500, 200]
+    assert pax_notifications.requests[0].headers["authorization"] == "Bearer t0ken"
