@@ -26,6 +26,7 @@ from pax_registry_fixtures.packs import pack_archive
 from pax_registry_fixtures.packs import pack_dir
 from pax_registry_fixtures.server import RegistryServer
 from tests.clients import oras_client
+from tests.test_pack_model import SCHEMA_CASES
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -254,6 +255,24 @@ def test_a_bad_pack_is_refused_and_nothing_is_tagged(
     assert problems_of(response) == expected
     assert_nothing_stored(registry, client, REPOSITORY, "1.0.0")
     assert not Path("/tmp/pax-escaped.txt").exists()
+
+
+@pytest.mark.parametrize(("overrides", "expected"), SCHEMA_CASES, ids=[str(c[1]) for c in SCHEMA_CASES])
+def test_each_schema_rule_refuses_the_push_and_nothing_is_tagged(
+    registry: RegistryServer,
+    client: RegistryClient,
+    tmp_path: Path,
+    overrides: dict[str, t.Any],
+    expected: tuple[str, str],
+) -> None:
+    folder = pack_dir(tmp_path)
+    document = {**json.loads((folder / "pack.json").read_text()), **overrides}
+    (folder / "pack.json").write_text(json.dumps({k: v for k, v in document.items() if v is not None}))
+    response = push_archive(client, REPOSITORY, "1.0.0", archive_of(folder))
+    # A missing or empty name or version also breaks the repository and tag rules: the rule under test
+    # must be among the problems.
+    assert expected in problems_of(response)
+    assert_nothing_stored(registry, client, REPOSITORY, "1.0.0")
 
 
 def test_every_problem_is_in_the_detail(client: RegistryClient, tmp_path: Path) -> None:
