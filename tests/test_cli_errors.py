@@ -265,3 +265,31 @@ def test_unreadable_configuration_file(tmp_path: Path) -> None:
         f"configuration error: {missing}: <document>: cannot read the file: No such file or directory",
     )
     assert not os.path.exists(missing)
+
+
+# -- what the emulator does not implement ------------------------------------------------------------------
+
+REFUSED: dict[str, dict[str, t.Any]] = {
+    "middleware": {"middleware": {"registry": [{"name": "cloudfront"}]}},
+    "reporting": {"reporting": {"bugsnag": {"apikey": "k"}}},
+    "policy": {"policy": {"repository": {"classes": ["image"]}}},
+    "log.hooks": {"log": {"hooks": [{"type": "mail", "levels": ["panic"]}]}},
+    "auth.token": {"auth": {"token": {"realm": "https://auth", "service": "s", "issuer": "i"}}},
+    "auth.silly": {"auth": {"silly": {"realm": "r", "service": "s"}}},
+    "storage.gcs": {"storage": {"gcs": {"bucket": "b"}}},
+    "proxy.exec": {"proxy": {"remoteurl": "http://127.0.0.1:9", "exec": {"command": "helper"}}},
+    "redis.tls": {"redis": {"addr": "127.0.0.1:6379", "tls": {"enabled": True}}},
+    "http.h2c": {"http": {**FREE_PORT, "h2c": {"enabled": True}}},
+    "compatibility.schema1.enabled": {"compatibility": {"schema1": {"enabled": True}}},
+}
+
+
+@pytest.mark.parametrize("key", sorted(REFUSED))
+def test_an_unimplemented_section_stops_serve_and_check_config_in_one_line(tmp_path: Path, key: str) -> None:
+    config = write_config(tmp_path, **REFUSED[key])
+    for command in ("serve", "check-config"):
+        result = run_cli(command, str(config))
+        assert result.returncode == 1, result.stderr
+        assert result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"configuration error: {config}: {key}: is set but this emulator "), line
