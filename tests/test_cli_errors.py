@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from pax_registry_fixtures.process import clean_environ
+from pax_registry_fixtures.process import end_process
 
 #: Nothing in these tests may bind the development configuration's 127.0.0.1:5000.
 FREE_PORT = {"addr": "127.0.0.1:0", "secret": "a fixed secret, so that no warning is logged"}
@@ -201,8 +202,7 @@ def test_start_up_line_shows_the_package_version(tmp_path: Path) -> None:
         assert process.stderr is not None
         line = process.stderr.readline()
     finally:
-        process.terminate()
-        process.wait(30)
+        end_process(process, timeout=30)
         assert process.stderr is not None
         process.stderr.close()
     assert "listening on 127.0.0.1:" in line, line

@@ -31,6 +31,7 @@ from emulator.config import TLSConfig
 from emulator.serving import BackgroundServer
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.process import clean_environ
+from pax_registry_fixtures.process import end_process
 from pax_registry_fixtures.process import free_port
 
 pytestmark = [
@@ -117,12 +118,7 @@ class Pebble:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+            end_process(self._process, timeout=10)
             self._process = None
 
 

@@ -18,6 +18,7 @@ import requests
 
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.process import clean_environ
+from pax_registry_fixtures.process import end_process
 
 QUIET = {"log": {"accesslog": {"disabled": True}}}
 
@@ -102,8 +103,7 @@ def test_serves_on_a_unix_socket(tmp_path: Path) -> None:
         assert reply.startswith("HTTP/1.1 200")
         assert "Docker-Distribution-API-Version: registry/2.0" in reply
     finally:
-        process.terminate()
-        process.wait(10)
+        end_process(process, timeout=10)
     assert not sock.exists()  # removed on the way out
 
 
