@@ -1,6 +1,6 @@
 """The timed client side of the blob and listing rows, on the project's registry client
-(:mod:`pax_registry_fixtures.client`): blobs leave with ``sendfile`` (or 1 MiB writes over TLS) and arrive
-into one reused 4 MiB buffer, so the servers, not the client, set the pace.
+(:mod:`emulator.ociclient`, as the plugin offers it): blobs leave with ``sendfile`` (or 1 MiB writes over
+TLS) and arrive into one reused 4 MiB buffer, so the servers, not the client, set the pace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pax_registry_fixtures.client import OCI_MANIFEST
 from pax_registry_fixtures.client import Client
 from pax_registry_fixtures.client import FileSpan
+from pax_registry_fixtures.client import blob_path
 from pax_registry_fixtures.client import expect
+from pax_registry_fixtures.client import next_page
 
 __all__ = ["ACCEPT", "Blob", "Client", "pull", "push_chunked", "push_monolithic", "range_read", "walk"]
 
@@ -70,7 +72,7 @@ def pull(url: str, context: ssl.SSLContext | None, repository: str, blob: Blob) 
     """``GET`` the whole blob into a reused buffer; returns seconds."""
     started = time.perf_counter()
     with Client(url, context) as client:
-        response = client.request("GET", f"/v2/{repository}/blobs/{blob.digest}", discard=True)
+        response = client.request("GET", blob_path(repository, blob.digest), discard=True)
         expect(response, 200, "blob GET")
     elapsed = time.perf_counter() - started
     if response.received != blob.size:
@@ -85,9 +87,7 @@ def range_read(url: str, context: ssl.SSLContext | None, repository: str, blob: 
     started = time.perf_counter()
     with Client(url, context) as client:
         headers = {"Range": f"bytes={first}-{last}"}
-        response = client.request(
-            "GET", f"/v2/{repository}/blobs/{blob.digest}", headers=headers, discard=True
-        )
+        response = client.request("GET", blob_path(repository, blob.digest), headers=headers, discard=True)
         expect(response, 206, "range GET")
     elapsed = time.perf_counter() - started
     if response.received != last - first + 1:
@@ -105,11 +105,5 @@ def walk(url: str, context: ssl.SSLContext | None, path: str, key: str) -> tuple
             response = expect(client.request("GET", target), 200, f"GET {target}")
             requests += 1
             entries += len(response.json()[key] or [])
-            target = _next_link(response.headers.get("Link"))
+            target = next_page(response)
     return time.perf_counter() - started, requests, entries
-
-
-def _next_link(header: str | None) -> str | None:
-    if not header or 'rel="next"' not in header:
-        return None
-    return header.split(";", 1)[0].strip().strip("<>")

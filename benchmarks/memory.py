@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.servers import RSSSampler
 from benchmarks.servers import status_kib
 from pax_registry_fixtures.client import Client
+from pax_registry_fixtures.client import blob_path
 from pax_registry_fixtures.client import expect
 from pax_registry_fixtures.process import RegistryProcess
 
@@ -86,7 +87,7 @@ def pull(url: str, size: int, digest: str, *, verify: bool) -> float:
     hasher = hashlib.sha256() if verify else None
     with Client(url) as client:
         started = time.perf_counter()
-        target = f"/v2/{REPOSITORY}/blobs/{digest}"
+        target = blob_path(REPOSITORY, digest)
         response = client.request("GET", target, discard=True, sink=hasher.update if hasher else None)
         elapsed = time.perf_counter() - started
     expect(response, 200, "the pull")

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.servers import RSSSampler
 from benchmarks.servers import status_kib
 from pax_registry_fixtures.client import Client
+from pax_registry_fixtures.client import blob_path
 from pax_registry_fixtures.client import expect
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.s3 import S3Server
@@ -76,7 +77,7 @@ def pull(url: str, digest: str, size: int) -> float:
     started = time.perf_counter()
     hasher = hashlib.sha256()
     with Client(url, timeout=3600) as client:
-        response = client.request("GET", f"/v2/{REPOSITORY}/blobs/{digest}", sink=hasher.update)
+        response = client.request("GET", blob_path(REPOSITORY, digest), sink=hasher.update)
     expect(response, 200, "the pull")
     assert response.received == size and f"sha256:{hasher.hexdigest()}" == digest, "the pulled blob differs"
     return time.perf_counter() - started

@@ -33,6 +33,7 @@ import tempfile
 import typing as t
 from pathlib import Path
 
+from .ociclient import OCI_MANIFEST
 from .ociclient import Client
 from .ociclient import RegistryError
 from .ociclient import file_digest
@@ -56,7 +57,6 @@ __all__ = [
 #: The path Palette requires in every pack repository: ``<prefix>/spectro-packs/archive/<name>``.
 ARCHIVE_PATH = "spectro-packs/archive"
 #: What ``oras push`` gives one file: the manifest, its empty config, the file's layer and its title.
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ORAS_CONFIG = "application/vnd.unknown.config.v1+json"
 ORAS_LAYER = "application/vnd.oci.image.layer.v1.tar"
 TITLE = "org.opencontainers.image.title"
@@ -151,9 +151,12 @@ def push_pack(
             archive = path
         layer, size = file_digest(archive)
         config = f"sha256:{hashlib.sha256(_EMPTY_CONFIG).hexdigest()}"
-        client.push_blob(repository, config, _EMPTY_CONFIG)
-        with open(archive, "rb") as content:
-            client.push_blob(repository, layer, content)
+        # Blobs the registry has already are not sent again, as oras skips them.
+        if not client.has_blob(repository, config):
+            client.push_blob(repository, _EMPTY_CONFIG, digest=config)
+        if not client.has_blob(repository, layer):
+            with open(archive, "rb") as content:
+                client.push_blob(repository, content, digest=layer)
         document = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -168,7 +171,7 @@ def push_pack(
             ],
         }
         manifest = json.dumps(document, indent=2).encode()
-        digest = client.put_manifest(repository, version, manifest, OCI_MANIFEST)
+        digest = client.push_manifest(repository, version, manifest, OCI_MANIFEST)
     return PushedPack(
         name, version, repository, digest, layer, config, archive.name, f"{repository}:{version}"
     )
@@ -287,7 +290,7 @@ def add_tag(client: Client, reference: str, label: str, *, group: str | None = N
     repository = repository_for(name, prefix)
     content, media_type, _ = client.get_manifest(repository, ref)
     tag = f"{group}__{label}" if group else label
-    client.put_manifest(repository, tag, content, media_type or OCI_MANIFEST)
+    client.push_manifest(repository, tag, content, media_type or OCI_MANIFEST)
     return tag
 
 
@@ -400,6 +403,7 @@ def _client(args: argparse.Namespace) -> Client:
         client_cert=args.client_cert,
         client_key=args.client_key,
         insecure=args.insecure,
+        user_agent="pax-registry-pack",
     )
 
 

@@ -34,6 +34,10 @@ EXEMPT = {
     # know nothing of the layout, not a second copy of it.
     "drivers/contract.py",
 }
+#: The one module that spells the distribution API's URLs (``/v2/<name>/blobs/<digest>``): a string
+#: starting with ``/v2/`` there is an HTTP path, whose segments (``blobs``, ``tags``) share their names
+#: with directories of the layout. Names only the layout has (``_manifests``) stay refused there too.
+API_URLS = "ociclient.py"
 
 # Names are put together from parts: generating them from NAME_RE itself takes seconds per test.
 _alphanumerics = st.text("abz059", min_size=1, max_size=4)
@@ -120,9 +124,11 @@ SPLITTERS = frozenset({"split", "rsplit", "partition", "rpartition"})
 HOLE = "\0"
 
 
-def names_layout(text: str) -> bool:
+def names_layout(text: str, *, api_urls: bool = False) -> bool:
     if LAYOUT_NAMES.search(text):
         return True
+    if api_urls and text.startswith("/v2/"):
+        return False
     return "/" in text and any(segment in LAYOUT_SEGMENTS for segment in text.split("/"))
 
 
@@ -132,11 +138,13 @@ class LayoutGuard(ast.NodeVisitor):
 
     In ``emulator/storage/`` no path is built or taken apart at all: storage talks to its driver in
     paths from ``paths`` only. Docstrings are prose, and the first argument of Werkzeug's ``Rule`` is
-    an HTTP route (``/v2/<name>/blobs/uploads/``), not a storage path.
+    an HTTP route (``/v2/<name>/blobs/uploads/``), not a storage path; so are strings starting with
+    ``/v2/`` in the module of :data:`API_URLS` (``api_urls``).
     """
 
-    def __init__(self, tree: ast.Module, *, storage: bool) -> None:
+    def __init__(self, tree: ast.Module, *, storage: bool, api_urls: bool = False) -> None:
         self.storage = storage
+        self.api_urls = api_urls
         self.offences: list[str] = []
         #: Names bound to the ``paths`` module or to something it defines.
         self.from_paths: set[str] = set()
@@ -169,7 +177,11 @@ class LayoutGuard(ast.NodeVisitor):
                 self.from_paths.add(alias.asname or alias.name.partition(".")[0])
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if id(node) not in self.skipped and isinstance(node.value, str) and names_layout(node.value):
+        if (
+            id(node) not in self.skipped
+            and isinstance(node.value, str)
+            and names_layout(node.value, api_urls=self.api_urls)
+        ):
             self.offence(node, "spells the storage layout")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
@@ -217,7 +229,7 @@ class LayoutGuard(ast.NodeVisitor):
             self.offence(node, "takes a storage path apart")
 
     def check_built(self, node: ast.AST, text: str, filled: list[ast.expr]) -> None:
-        if names_layout(text):
+        if names_layout(text, api_urls=self.api_urls):
             self.offence(node, "spells the storage layout")
         elif "/" in text.replace(HOLE, "") and (self.storage or any(self.mentions_paths(f) for f in filled)):
             self.offence(node, "builds a storage path")
@@ -243,9 +255,9 @@ def _literal(node: ast.expr) -> str:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else HOLE
 
 
-def layout_offences(source: str, *, storage: bool = False) -> list[str]:
+def layout_offences(source: str, *, storage: bool = False, api_urls: bool = False) -> list[str]:
     tree = ast.parse(source)
-    guard = LayoutGuard(tree, storage=storage)
+    guard = LayoutGuard(tree, storage=storage, api_urls=api_urls)
     guard.visit(tree)
     return guard.offences
 
@@ -257,12 +269,39 @@ def test_only_paths_knows_the_layout() -> None:
         if relative in EXEMPT:
             continue
         storage = relative.startswith("storage/")
-        offences += [f"{relative}:{o}" for o in layout_offences(module.read_text(), storage=storage)]
+        found = layout_offences(module.read_text(), storage=storage, api_urls=relative == API_URLS)
+        offences += [f"{relative}:{o}" for o in found]
     assert offences == []
 
 
 def test_every_exempt_module_exists() -> None:
-    assert sorted(m for m in EXEMPT if not (PACKAGE / m).is_file()) == []
+    assert sorted(m for m in [*EXEMPT, API_URLS] if not (PACKAGE / m).is_file()) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'def blob_path(repository, digest):\n    return f"/v2/{repository}/blobs/{digest}"',
+        'TAGS = "/v2/library/app/tags/list"',
+        'target = "/v2/" + name + "/blobs/uploads/"',
+    ],
+)
+def test_api_urls_are_spelt_in_the_client_module_only(source: str) -> None:
+    assert layout_offences(source, api_urls=True) == []
+    assert layout_offences(source) != []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'link = f"/v2/{name}/_manifests/tags/{tag}/current/link"',
+        'data = f"{root}/blobs/{algorithm}/{prefix}/{hex}/data"',
+        'ROOT = "/docker/registry/v2"',
+        'from .storage import paths\nblob = f"/v2/{paths.BLOBS}/{digest}"',
+    ],
+)
+def test_the_client_module_may_not_spell_storage_paths(source: str) -> None:
+    assert layout_offences(source, api_urls=True) != []
 
 
 @pytest.mark.parametrize(
