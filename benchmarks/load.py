@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import typing as t
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks.client import ACCEPT
 
@@ -49,10 +50,16 @@ def _milliseconds(text: str) -> float:
 
 
 def wrk_get(
-    url: str, connections: int, seconds: float, headers: t.Mapping[str, str] | None = None
+    url: str,
+    connections: int,
+    seconds: float,
+    headers: t.Mapping[str, str] | None = None,
+    script: Path | None = None,
+    script_args: t.Sequence[str] = (),
 ) -> LoadResult:
     """``wrk`` GETs of ``url`` on ``connections`` keep-alive connections for ``seconds``, with ``Accept``
-    and any ``headers`` on every request."""
+    and any ``headers`` on every request; a Lua ``script`` (given ``script_args``) may choose each
+    request's path."""
     threads = 1 if connections == 1 else 2
     duration = max(seconds, 1)
     extra = [argument for name, value in (headers or {}).items() for argument in ("-H", f"{name}: {value}")]
@@ -61,8 +68,9 @@ def wrk_get(
         # wrk leaves answers slower than its timeout (2 s by default) out of the latencies: a slow server
         # would get a p99 below its real one. No answer within the run can be that slow now.
         f"--timeout={duration + 10:.0f}s",
-        "-H", f"Accept: {ACCEPT}", *extra, url,
+        "-H", f"Accept: {ACCEPT}", *extra,
     ]  # fmt: skip
+    command += ["-s", str(script), url, "--", *script_args] if script is not None else [url]
     output = _run(command, seconds + 30)
     if "Non-2xx or 3xx responses" in output or "Socket errors" in output:
         raise LoadError(f"wrk saw errors from {url}:\n{output}")

@@ -19,11 +19,31 @@ MANIFEST_REPOSITORY = "bench/manifest"
 MANIFEST_TAG = "latest"
 TAGS_REPOSITORY = "bench/tags"
 CATALOG_PREFIX = "bench/catalog/repo-"
+#: The tag that :func:`distinct_repository`'s manifests are filed under, before a five-digit number.
+DISTINCT_TAG_PREFIX = "m-"
 
 
-def seed(root: Path, *, tags: int, repositories: int) -> str:
+def tag_list_repository(size: int) -> str:
+    """The repository of ``size`` tags that the rows of tag lists right after a push add to."""
+    return f"bench/taglist-{size}"
+
+
+def distinct_repository(count: int) -> str:
+    """The repository of ``count`` distinct manifests, one per tag ``m-00000``, ``m-00001``, ..."""
+    return f"bench/distinct-{count}"
+
+
+def seed(
+    root: Path,
+    *,
+    tags: int,
+    repositories: int,
+    tag_lists: t.Iterable[int] = (),
+    distinct: t.Iterable[int] = (),
+) -> str:
     """Write the manifest repository, ``tags`` tags in one repository and ``repositories`` more
-    repositories under ``root``; returns the manifest's digest."""
+    repositories under ``root``, a repository of each size in ``tag_lists`` (:func:`tag_list_repository`)
+    and of each count in ``distinct`` (:func:`distinct_repository`); returns the manifest's digest."""
     from emulator.drivers.filesystem import FileSystemDriver
     from emulator.storage.cache import NoCache
     from emulator.storage.registry import Registry
@@ -47,6 +67,16 @@ def seed(root: Path, *, tags: int, repositories: int) -> str:
     repository(TAGS_REPOSITORY, (f"tag-{n:05d}" for n in range(tags - 1)))  # plus "latest"
     for n in range(repositories - 2):  # the two above are in the catalog too
         repository(f"{CATALOG_PREFIX}{n:05d}", ())
+    for size in tag_lists:
+        repository(tag_list_repository(size), (f"tag-{n:05d}" for n in range(size - 1)))
+    for count in distinct:
+        name = distinct_repository(count)
+        registry.blobs.link(name, config_digest)
+        registry.blobs.link(name, layer_digest)
+        for n in range(count):
+            # An annotation apiece makes each manifest, and so its digest and its blob, its own.
+            content = image_manifest(config, [layer], annotations={"bench.number": str(n)})
+            registry.put_manifest(name, f"{DISTINCT_TAG_PREFIX}{n:05d}", content, OCI_MANIFEST)
     return digest
 
 

@@ -12,6 +12,7 @@ import typing as t
 
 import pytest
 
+from emulator.drivers.base import FileInfo
 from emulator.drivers.base import StorageDriver
 from emulator.drivers.filesystem import FileSystemDriver
 from emulator.drivers.inmemory import InMemoryDriver
@@ -23,8 +24,10 @@ from emulator.storage import paths
 from emulator.storage.blobs import BlobStore
 from emulator.storage.cache import BlobDescriptorCache
 from emulator.storage.cache import Descriptor
+from emulator.storage.cache import SizedLRU
 from emulator.storage.errors import BlobUploadUnknown
 from emulator.storage.errors import RangeInvalid
+from emulator.storage.manifests import StoredManifest
 from emulator.storage.tags import TagStore
 from emulator.storage.uploads import UploadStore
 
@@ -363,3 +366,194 @@ def test_every_storage_problem_reaches_the_client_as_an_oci_error() -> None:
     precise = error_for(problems.RangeInvalid(None, committed=5, message="chunk starts at 9"))
     assert precise.message == "chunk starts at 9"
     assert ("Range", "0-4") in precise.get_headers()
+
+
+# -- tag lists and manifests at scale: one listing, caches kept under writes, sized in bytes --------------
+
+
+class CountingCalls(FileSystemDriver):
+    """A filesystem driver counting the calls a tags list or a manifest GET makes."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.calls: dict[str, int] = {"stat": 0, "list": 0, "get_content": 0}
+
+    def stat(self, path: str) -> FileInfo:
+        self.calls["stat"] += 1
+        return super().stat(path)
+
+    def list(self, path: str) -> list[str]:
+        self.calls["list"] += 1
+        return super().list(path)
+
+    def get_content(self, path: str) -> bytes:
+        self.calls["get_content"] += 1
+        return super().get_content(path)
+
+    def counted(self) -> dict[str, int]:
+        counted, self.calls = self.calls, dict.fromkeys(self.calls, 0)
+        return counted
+
+
+def tags_dir(root: pathlib.Path, name: str) -> pathlib.Path:
+    return root / paths.tags(name).lstrip("/")
+
+
+def test_a_tags_list_after_a_push_is_one_listing_and_one_look_at_the_new_tag(tmp_path: pathlib.Path) -> None:
+    driver = CountingCalls(str(tmp_path))
+    store = TagStore(driver)
+    for number in range(50):
+        store.tag("app", f"v{number:02d}", DIGEST)
+    driver.counted()
+    assert store.list("app") == [f"v{number:02d}" for number in range(50)]
+    assert driver.counted() == {"stat": 1 + 50, "list": 1, "get_content": 0}  # the first: every tag's link
+    for number in range(50, 53):
+        store.tag("app", f"v{number:02d}", DIGEST)
+        driver.counted()
+        assert store.list("app") == [f"v{number:02d}" for number in range(number + 1)]
+        assert driver.counted() == {"stat": 1 + 1, "list": 1, "get_content": 0}
+
+
+def test_a_tag_directory_without_its_link_is_not_listed(tmp_path: pathlib.Path) -> None:
+    """What a process killed while making a tag's directory leaves, or a tag being written: listed once
+    its link is there, so that every tag listed resolves."""
+    store = TagStore(FileSystemDriver(str(tmp_path)))
+    store.tag("app", "v1", DIGEST)
+    half = tmp_path / paths.tag_current_link("app", "v2").lstrip("/")
+    half.parent.mkdir(parents=True)
+    (half.parent / ".tmp-killed").write_bytes(b"sha256:01")
+    old(tags_dir(tmp_path, "app"))  # a still directory: what is listed could be remembered
+    assert store.list("app") == ["v1"]
+    assert store.list("app") == ["v1"]
+    half.write_bytes(str(DIGEST).encode())
+    assert store.list("app") == ["v1", "v2"]
+    assert store.resolve("app", "v2") == DIGEST
+
+
+def test_a_tags_list_once_the_directory_is_still_is_one_stat(tmp_path: pathlib.Path) -> None:
+    driver = CountingCalls(str(tmp_path))
+    store = TagStore(driver)
+    store.tag("app", "v1", DIGEST)
+    old(tags_dir(tmp_path, "app"))
+    assert store.list("app") == ["v1"]
+    driver.counted()
+    assert [store.list("app") for _ in range(3)] == [["v1"]] * 3
+    assert driver.counted() == {"stat": 3, "list": 0, "get_content": 0}
+
+
+def test_this_process_sees_its_own_tags_at_once_while_tagging_continuously(tmp_path: pathlib.Path) -> None:
+    store = TagStore(FileSystemDriver(str(tmp_path)))
+    expected = []
+    for number in range(20):
+        store.tag("app", f"v{number:02d}", DIGEST)
+        expected.append(f"v{number:02d}")
+        assert store.list("app") == expected
+    for tag in ("v03", "v11"):
+        store.untag("app", tag)
+        expected.remove(tag)
+        assert store.list("app") == expected
+
+
+def test_retagging_keeps_the_list_remembered(tmp_path: pathlib.Path) -> None:
+    driver = CountingCalls(str(tmp_path))
+    store = TagStore(driver)
+    store.tag("app", "v1", DIGEST)
+    old(tags_dir(tmp_path, "app"))
+    store.list("app")
+    store.tag("app", "v1", Digest("sha256", "cd" + "0" * 62))  # the same tag: the list is unchanged
+    driver.counted()
+    assert store.list("app") == ["v1"]
+    assert driver.counted()["list"] == 0
+    assert store.resolve("app", "v1") == Digest("sha256", "cd" + "0" * 62)
+
+
+def test_tags_written_by_another_process_are_seen_through_the_directory_time(tmp_path: pathlib.Path) -> None:
+    ours, theirs = TagStore(FileSystemDriver(str(tmp_path))), TagStore(FileSystemDriver(str(tmp_path)))
+    ours.tag("app", "v1", DIGEST)
+    old(tags_dir(tmp_path, "app"))
+    assert ours.list("app") == ["v1"]  # remembered: the directory is still
+    theirs.tag("app", "v2", DIGEST)
+    assert ours.list("app") == ["v1", "v2"]
+    old(tags_dir(tmp_path, "app"))
+    assert ours.list("app") == ["v1", "v2"]
+    theirs.untag("app", "v1")
+    assert ours.list("app") == ["v2"]
+
+
+def test_a_listing_of_a_directory_changed_within_the_tick_is_not_trusted(tmp_path: pathlib.Path) -> None:
+    """Another process's write in the same clock tick as the time a listing saw leaves that time: a
+    listing is only remembered once its time is older than a tick."""
+    ours, theirs = TagStore(FileSystemDriver(str(tmp_path))), TagStore(FileSystemDriver(str(tmp_path)))
+    ours.tag("app", "v1", DIGEST)
+    directory = tags_dir(tmp_path, "app")
+    moment = time.time() - 0.001
+    os.utime(directory, (moment, moment))
+    assert ours.list("app") == ["v1"]
+    theirs.tag("app", "v2", DIGEST)
+    os.utime(directory, (moment, moment))  # the second write fell in the same tick
+    assert ours.list("app") == ["v1", "v2"]
+
+
+@pytest.mark.parametrize(
+    ("moment", "listings"),
+    [
+        (lambda now: float(int(now) - 1), 2),  # whole seconds, under two seconds old: relisted
+        (lambda now: float(int(now) - 3), 1),
+        (lambda now: now - 1.5, 1),  # a fraction of a second: a fine clock, trusted after its tick
+    ],
+)
+def test_whole_second_times_wait_for_a_coarse_filesystems_tick(
+    tmp_path: pathlib.Path, moment: t.Callable[[float], float], listings: int
+) -> None:
+    """A time with no fraction of a second comes from a filesystem keeping whole seconds (ext3, FAT's
+    two): it is trusted only once two seconds old."""
+    driver = CountingCalls(str(tmp_path))
+    store = TagStore(driver)
+    store.tag("app", "v1", DIGEST)
+    when = moment(time.time())
+    os.utime(tags_dir(tmp_path, "app"), (when, when))
+    driver.counted()
+    assert [store.list("app"), store.list("app")] == [["v1"], ["v1"]]
+    assert driver.counted()["list"] == listings
+
+
+def test_a_manifest_get_reads_its_content_once_then_two_stats(tmp_path: pathlib.Path) -> None:
+    from emulator.storage.cache import NoCache
+    from emulator.storage.registry import Registry
+    from pax_registry_fixtures.seeding import OCI_MANIFEST
+    from pax_registry_fixtures.seeding import image_manifest
+
+    writer = Registry(FileSystemDriver(str(tmp_path)), NoCache())
+    config, layer = b"{}", b"layer"
+    for blob in (config, layer):
+        writer.blobs.link("app", writer.blobs.put(blob))
+    pushed = {}
+    for number in range(30):
+        content = image_manifest(config, [layer], annotations={"n": str(number)})
+        pushed[f"v{number}"] = (writer.put_manifest("app", f"v{number}", content, OCI_MANIFEST)[0], content)
+    driver = CountingCalls(str(tmp_path))
+    reader = Registry(driver, NoCache())  # a fresh process: nothing remembered
+    for tag in pushed:
+        old(tmp_path / paths.tag_current_link("app", tag).lstrip("/"))
+    for _ in range(2):
+        for tag, (digest, content) in pushed.items():
+            assert reader.get_manifest("app", tag) == StoredManifest(digest, content, OCI_MANIFEST)
+    # Link and content read once each, then a stat of the tag's link and of the revision per GET.
+    assert driver.counted() == {"stat": 4 * len(pushed), "list": 0, "get_content": 2 * len(pushed)}
+
+
+def test_sized_lru_counts_bytes_and_drops_the_least_recently_used() -> None:
+    cache: SizedLRU[str, bytes] = SizedLRU(800)
+    cache.put("a", b"a" * 100, 100)
+    cache.put("b", b"b" * 100, 100)
+    cache.put("huge", b"h" * 101, 101)  # above an eighth of the budget: never kept
+    assert (cache.get("huge"), cache.size) == (None, 200)
+    for number in range(7):
+        assert cache.get("a") is not None  # keeps "a" the most recently used
+        cache.put(f"n{number}", b"n" * 100, 100)
+    assert cache.size == 800
+    assert cache.get("b") is None
+    assert cache.get("a") == b"a" * 100
+    assert len(cache) == 8
+    cache.clear()
+    assert (len(cache), cache.size) == (0, 0)

@@ -31,6 +31,7 @@ import contextlib
 import datetime
 import functools
 import os
+import re
 import shutil
 import stat
 import typing as t
@@ -48,6 +49,10 @@ from .base import listable
 
 #: Temporary files carry this prefix; listings skip them so half-written files are never seen.
 _TEMP_PREFIX = ".tmp-"
+#: A directory's names joined by "/" (which no name can hold) when every one is listable and none is a
+#: temporary file: one pass of the regex engine over a listing rather than a call per name, which
+#: costs as much again as ``os.listdir`` on a directory of 10,000 tags.
+_PLAIN_NAMES = re.compile(rf"(?:(?!{re.escape(_TEMP_PREFIX)}|\.\.?(?:/|\Z))[A-Za-z0-9._=+-]+(?:/|\Z))*")
 
 _P = t.ParamSpec("_P")
 _R = t.TypeVar("_R")
@@ -218,8 +223,11 @@ class FileSystemDriver(StorageDriver):
             if path == "/":
                 return []
             raise PathNotFound(path) from None
+        names.sort()
+        if _PLAIN_NAMES.fullmatch("/".join(names)) is None:
+            names = [n for n in names if listable(n) and not n.startswith(_TEMP_PREFIX)]
         prefix = "" if path == "/" else path
-        return [f"{prefix}/{n}" for n in sorted(names) if listable(n) and not n.startswith(_TEMP_PREFIX)]
+        return [f"{prefix}/{n}" for n in names]
 
     @_os_failures
     def move(self, source: str, dest: str) -> None:

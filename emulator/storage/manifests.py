@@ -1,12 +1,24 @@
-"""Manifests: parsed, checked against what the repository holds, stored as blobs and linked."""
+"""Manifests: parsed, checked against what the repository holds, stored as blobs and linked.
+
+A manifest GET costs two ``stat`` calls once its content has been read: the revision link is asked of
+storage every time (a delete by any process is seen at once), and the content comes from memory by
+digest. Content read from storage is not hashed again to check it against its digest: a blob's data is
+complete whenever a revision link makes it reachable, on every driver. The driver contract makes
+``put_content`` atomic (the filesystem writes aside, syncs and renames; inmemory swaps whole chunk
+lists; an S3 object is visible only once complete), both registries store a blob's data before linking
+it and never rewrite data that exists (distribution's filesystem driver writes in place, but only a
+path no link reaches yet). What is left, a file changed on disk behind the registry's back, is not
+checked by distribution on reads either.
+
+The caches are sized in bytes (:class:`~emulator.storage.cache.SizedLRU`), not entries: the 16 MiB of
+content (with each media type, all a GET needs) hold some 20,000 manifests of typical size, or a few of
+4 MiB; parsed manifests (for referrers and manifest lists) get 16 MiB of their own.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 import typing as t
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..drivers.base import PathNotFound
@@ -15,6 +27,7 @@ from ..reference import Digest
 from ..reference import InvalidDigest
 from . import paths
 from .blobs import BlobStore
+from .cache import SizedLRU
 from .errors import ManifestBlobUnknown
 from .errors import ManifestInvalid
 from .errors import ManifestUnknown
@@ -166,47 +179,30 @@ def _descriptor_urls(descriptor: dict[str, t.Any], where: str) -> tuple[str, ...
     return tuple(urls)
 
 
-@functools.lru_cache(maxsize=4096)
+#: Bytes of parsed manifests kept by :func:`parse_stored` (estimated: see :func:`_parsed_cost`).
+PARSED_CACHE_BYTES = 16 * 1024 * 1024
+_parsed: SizedLRU[bytes, ParsedManifest] = SizedLRU(PARSED_CACHE_BYTES)
+
+
 def parse_stored(content: bytes) -> ParsedManifest:
     """Parse a manifest read back from storage (content is immutable, so results are cached)."""
-    return parse(content)
+    parsed = _parsed.get(content)
+    if parsed is None:
+        parsed = parse(content)
+        _parsed.put(content, parsed, _parsed_cost(content))
+    return parsed
 
 
-class _Contents:
-    """Manifest bytes by digest, least recently used first out, within a byte budget.
-
-    A digest names its content for good, so an entry is never stale; whether a repository still holds
-    the manifest is asked of storage on every request, so deletes (by any process) are seen at once.
-    """
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.size = 0
-        self._entries: OrderedDict[Digest, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: Digest) -> bytes | None:
-        with self._lock:
-            content = self._entries.get(digest)
-            if content is not None:
-                self._entries.move_to_end(digest)
-            return content
-
-    def put(self, digest: Digest, content: bytes) -> None:
-        if len(content) > self.budget // 8:
-            return
-        with self._lock:
-            if digest in self._entries:
-                return
-            self._entries[digest] = content
-            self.size += len(content)
-            while self.size > self.budget:
-                _, dropped = self._entries.popitem(last=False)
-                self.size -= len(dropped)
+def _parsed_cost(content: bytes) -> int:
+    # The key is the content itself; the parsed manifest holds at most its digests and annotations,
+    # less than the text they came from, plus the objects' fixed overhead.
+    return 2 * len(content) + 1024
 
 
-#: Bytes of manifest content kept in memory.
+#: Bytes of manifest content kept in memory, by digest, with their media types.
 CONTENT_CACHE_BYTES = 16 * 1024 * 1024
+#: What an entry of the content cache holds beside the content: its key, tuple and media type.
+CONTENT_ENTRY_COST = 256
 
 
 class ManifestStore:
@@ -214,7 +210,9 @@ class ManifestStore:
         self.driver = driver
         self.blobs = blobs
         self.url_rules = url_rules if url_rules is not None else URLRules.default()
-        self._contents = _Contents(CONTENT_CACHE_BYTES)
+        #: A digest names its content for good, so an entry is never stale; whether a repository still
+        #: holds the manifest is asked of storage on every request, so deletes (by any process) are seen.
+        self._contents: SizedLRU[Digest, tuple[bytes, str]] = SizedLRU(CONTENT_CACHE_BYTES)
 
     def exists(self, name: str, digest: Digest) -> bool:
         try:
@@ -226,15 +224,18 @@ class ManifestStore:
     def get(self, name: str, digest: Digest) -> StoredManifest:
         if not self.exists(name, digest):
             raise ManifestUnknown({"digest": str(digest)})
-        content = self._contents.get(digest)
-        if content is None:
-            try:
-                content = self.blobs.get(digest)
-            except PathNotFound:
-                raise ManifestUnknown({"digest": str(digest)}) from None
-            if Digest.of(content, digest.algorithm) == digest:
-                self._contents.put(digest, content)  # only what storage holds intact is remembered
-        return StoredManifest(digest, content, parse_stored(content).media_type)
+        known = self._contents.get(digest)
+        if known is not None:
+            return StoredManifest(digest, *known)
+        try:
+            content = self.blobs.get(digest)
+        except PathNotFound:
+            raise ManifestUnknown({"digest": str(digest)}) from None
+        # Not hashed again: what storage holds under a digest's path is that digest's content (see
+        # the module's docstring).
+        media_type = parse_stored(content).media_type
+        self._contents.put(digest, (content, media_type), len(content) + CONTENT_ENTRY_COST)
+        return StoredManifest(digest, content, media_type)
 
     def put(
         self, name: str, content: bytes, content_type: str | None, algorithm: str = "sha256"
@@ -253,7 +254,7 @@ class ManifestStore:
         if unknown:
             raise ManifestBlobUnknown([{"digest": str(d)} for d in unknown])
         digest = self.blobs.put(content, algorithm)
-        self._contents.put(digest, content)
+        self._contents.put(digest, (content, parsed.media_type), len(content) + CONTENT_ENTRY_COST)
         # Like distribution, a manifest is linked as a revision only, not as a layer.
         self.driver.put_content(paths.manifest_revision_link(name, digest), str(digest).encode())
         return digest, parsed
