@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import typing as t
 import uuid
 from pathlib import Path
@@ -94,3 +96,89 @@ class TestS3BucketRoot(DriverContract):
         from emulator.drivers.s3 import S3Driver
 
         return S3Driver(s3_config(pax_s3))
+
+
+def test_s3_appends_keep_one_multipart_upload_open(pax_s3: S3Bucket) -> None:
+    """Appends of 6 MiB and 100 bytes continue one multipart upload (its object keeps only the last
+    bytes under 5 MiB), from any driver instance on the bucket (another process); a writer that sent parts
+    and then failed changes nothing; stat and walk give the whole size; reading settles the file into one
+    object, after which appends go on."""
+    from emulator.drivers.s3 import S3Driver
+
+    def new_driver() -> S3Driver:
+        return S3Driver(s3_config(pax_s3, rootdirectory="/root", chunksize=5 * MiB))
+
+    first, second = new_driver(), new_driver()
+    path, key = "/uploads/id/data", "root/uploads/id/data"
+    first.put_content(path, b"")
+    pieces = [os.urandom(6 * MiB), os.urandom(100), os.urandom(6 * MiB + 1), os.urandom(100)]
+    expected = b""
+    for number, piece in enumerate(pieces):
+        driver = (first, second)[number % 2]
+        with driver.writer(path, append=True) as writer:
+            writer.write(piece)
+            writer.commit()
+        expected += piece
+        assert pax_s3.multipart_uploads() == [key]
+        stored = pax_s3.client.head_object(Bucket=pax_s3.bucket, Key=key)["ContentLength"]
+        assert stored == len(expected) % (5 * MiB) < 5 * MiB
+        assert second.stat(path).size == len(expected)
+
+    failed = first.writer(path, append=True)
+    failed.write(os.urandom(11 * MiB))  # two parts sent, then the request fails
+    failed.cancel()
+    assert pax_s3.multipart_uploads() == [key]
+    assert first.stat(path).size == len(expected)
+    assert [(info.path, info.size) for info in second.walk("/uploads")] == [
+        ("/uploads/id", 0),
+        (path, len(expected)),
+    ]
+
+    assert hashlib.sha256(_read(second, path)).digest() == hashlib.sha256(expected).digest()
+    assert pax_s3.multipart_uploads() == []
+    assert pax_s3.client.head_object(Bucket=pax_s3.bucket, Key=key)["ContentLength"] == len(expected)
+    with first.writer(path, append=True) as writer:
+        writer.write(b"after")
+        writer.commit()
+    assert first.stat(path).size == len(expected) + 5
+    first.move(path, "/blobs/data")
+    assert second.get_content("/blobs/data") == expected + b"after"
+    assert pax_s3.multipart_uploads() == []
+
+
+def test_s3_deleting_an_open_file_aborts_its_upload(pax_s3: S3Bucket) -> None:
+    from emulator.drivers.s3 import S3Driver
+
+    driver = S3Driver(s3_config(pax_s3, chunksize=5 * MiB))
+    with driver.writer("/dir/open", append=True) as writer:
+        writer.write(os.urandom(5 * MiB + 1))
+        writer.commit()
+    assert pax_s3.multipart_uploads() == ["dir/open"]
+    driver.delete("/dir/open")
+    assert pax_s3.multipart_uploads() == []
+    assert pax_s3.list_keys() == []
+
+
+def test_s3_open_file_whose_upload_was_aborted_is_an_error(pax_s3: S3Bucket) -> None:
+    """An S3 lifecycle rule may abort the multipart upload under an open file: reading it is then a plain
+    storage error naming the cause (not a retryable one), and the file can still be deleted."""
+    from emulator.drivers.base import StorageError
+    from emulator.drivers.base import StorageUnavailable
+    from emulator.drivers.s3 import S3Driver
+
+    driver = S3Driver(s3_config(pax_s3, chunksize=5 * MiB))
+    with driver.writer("/dir/open", append=True) as writer:
+        writer.write(os.urandom(5 * MiB + 1))
+        writer.commit()
+    (upload,) = pax_s3.client.list_multipart_uploads(Bucket=pax_s3.bucket)["Uploads"]
+    pax_s3.client.abort_multipart_upload(Bucket=pax_s3.bucket, Key="dir/open", UploadId=upload["UploadId"])
+    with pytest.raises(StorageError, match="multipart upload holding the file is gone") as raised:
+        driver.get_content("/dir/open")
+    assert not isinstance(raised.value, StorageUnavailable)
+    driver.delete("/dir/open")
+    assert pax_s3.list_keys() == []
+
+
+def _read(driver: StorageDriver, path: str) -> bytes:
+    with driver.reader(path) as reader:
+        return reader.read()

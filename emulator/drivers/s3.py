@@ -5,19 +5,29 @@ A path maps to the key ``<rootdirectory><path>`` without its leading slash, exac
 only key prefixes: they exist while something is stored below them.
 
 Writes never expose partial content: a new file is one ``PutObject`` or one multipart upload, and S3
-makes either visible whole when it completes. Appends (every ``PATCH`` of a blob upload commits one)
-build a new version of the object in a multipart upload and complete it on :meth:`~FileWriter.commit`:
+makes either visible whole when it completes.
 
-* earlier content of at least 5 MiB becomes the first parts by server-side ``UploadPartCopy``, so
-  it never crosses this process;
-* smaller earlier content cannot be a part of its own (every part but the last must be 5 MiB), so it
-  is read and sent in front of the new data: at most 5 MiB, once per append;
-* new data is buffered up to ``chunksize`` and sent part by part.
+Appends (every ``PATCH`` of a blob upload commits one) cost what they write, as in distribution's
+driver: one multipart upload stays open across them. Between two appends such an *open file* is
+
+* the parts of that upload, every one at least 5 MiB (S3's minimum for all parts but the last), and
+* the object at the file's key, holding the last bytes that were too few for a part (under 5 MiB), with
+  metadata naming the upload, how many of its parts are the file's, and the file's size.
+
+An append sends its new data (after those last bytes, read back: at most 5 MiB) as further parts and
+commits by writing the object anew: that one ``PutObject`` is atomic, so a writer that fails or is
+cancelled leaves the file as it was (parts it sent beyond the committed count are ignored, and replaced
+by the next writer's). ``stat`` answers from the object's metadata. Reading or moving an open file first
+*settles* it: its object becomes the upload's last part (copied inside S3) and completing the upload
+replaces the object with the whole file. A blob upload is settled once, when its finished data is moved
+into place. Where distribution finds the open upload by listing the key's multipart uploads, the object
+names it: a process that died mid-append cannot leave a second upload that would be taken for it.
 
 So a writer holds at most about one ``chunksize`` plus 5 MiB in memory, whatever the file's size, and
-all state between requests is the object itself: any process can continue an upload another began.
-Cancelling aborts the multipart upload and leaves the earlier object untouched; deleting a directory
-also aborts multipart uploads left below it by a process that died mid-write.
+all state between requests is in the bucket: any process can continue an upload another began (one
+writer at a time, which :mod:`emulator.storage.uploads` ensures per process, as distribution does).
+Deleting a directory also aborts the multipart uploads below it, those of open files and those left by
+a process that died mid-write.
 """
 
 from __future__ import annotations
@@ -69,6 +79,13 @@ MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10000
 #: Appends copy earlier content in at most this many parts, leaving the rest for new data.
 _MAX_COPY_PARTS = 1000
+#: User metadata (``x-amz-meta-*``) of an object standing for an open file: the multipart upload holding
+#: the rest of its content, how many of that upload's parts are the file's, and the file's size.
+_META_UPLOAD = "pax-append-upload"
+_META_PARTS = "pax-append-parts"
+_META_SIZE = "pax-append-size"
+#: How often a read tries again when another request completed an open file's upload under it.
+_SETTLE_ATTEMPTS = 3
 #: How long a redirect URL stays valid; distribution presigns for 20 minutes too.
 REDIRECT_EXPIRY = 20 * 60
 #: DeleteObjects takes at most 1000 keys.
@@ -166,11 +183,40 @@ def make_client(config: S3Config) -> t.Any:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    """What an open file's object says of the multipart upload holding the rest of its content."""
+
+    upload_id: str
+    #: Parts 1 to ``parts`` are the file's; parts above were sent by a writer that never committed.
+    parts: int
+    #: The whole file: the parts and the object's own bytes.
+    size: int
+
+
+def _pending(metadata: collections.abc.Mapping[str, str] | None) -> _Pending | None:
+    if not metadata or _META_UPLOAD not in metadata:
+        return None
+    try:
+        return _Pending(metadata[_META_UPLOAD], int(metadata[_META_PARTS]), int(metadata[_META_SIZE]))
+    except (KeyError, ValueError):
+        return None  # not written by this driver: an ordinary object
+
+
+@dataclass(frozen=True)
 class _Version:
-    """An object as it stood when a writer opened it for appending."""
+    """An object as it stood when it was looked at: ``size`` is the file's, ``length`` the object's own."""
 
     size: int
     etag: str
+    length: int
+    pending: _Pending | None = None
+
+
+def _version(head: collections.abc.Mapping[str, t.Any]) -> _Version:
+    """The version a ``HeadObject`` (or unranged ``GetObject``) answer describes."""
+    length = int(head["ContentLength"])
+    pending = _pending(head.get("Metadata"))
+    return _Version(pending.size if pending else length, str(head["ETag"]), length, pending)
 
 
 def _ranges(size: int, chunk: int) -> list[tuple[int, int]]:
@@ -207,17 +253,29 @@ class _BodyReader(io.RawIOBase):
 
 
 class _S3Writer(FileWriter):
-    def __init__(self, driver: S3Driver, path: str, key: str, base: _Version | None) -> None:
+    """A writer; ``append`` ones leave their multipart upload open at :meth:`commit` (see the module)."""
+
+    def __init__(self, driver: S3Driver, path: str, key: str, base: _Version | None, append: bool) -> None:
         self._driver = driver
         self._path = path
         self._key = key
         self._base = base
+        self._append = append
         self._size = base.size if base is not None else 0
         self._buffer = bytearray()
-        self._upload_id: str | None = None
+        pending = base.pending if base is not None else None
+        #: Whether the multipart upload is an open file's, begun by an earlier writer: cancelling must
+        #: then leave it open, since its committed parts are the file's content.
+        self._continued = pending is not None
+        self._upload_id: str | None = pending.upload_id if pending is not None else None
+        #: Parts of the upload before this writer's (an open file's committed parts).
+        self._earlier_parts = pending.parts if pending is not None else 0
+        #: Parts this writer copied or sent, in order.
         self._parts: list[dict[str, t.Any]] = []
-        # Earlier content is brought in on the first write: an append that writes nothing costs nothing.
-        self._prepared = base is None or base.size == 0
+        # The object's own bytes are brought in on the first write: an append that writes nothing
+        # costs nothing.
+        self._prepared = base is None or base.length == 0
+        self._wrote = False
         self._done = False
 
     @property
@@ -232,6 +290,7 @@ class _S3Writer(FileWriter):
                 self._prepare()
             self._buffer += data
             self._size += len(data)
+            self._wrote = self._wrote or bool(data)
             while len(self._buffer) >= self._driver.chunksize:
                 self._send_part(self._driver.chunksize)
         except BaseException:
@@ -242,10 +301,16 @@ class _S3Writer(FileWriter):
     def commit(self) -> None:
         if self._done:
             return
+        if self._append and self._base is not None and not self._wrote:
+            # An append that wrote nothing: the file is already what it should be.
+            self._done = True
+            return
         client, bucket = self._driver.client, self._driver.bucket
         try:
             with _errors(self._path):
-                if self._upload_id is not None:
+                if self._append and (self._upload_id is not None or len(self._buffer) >= MIN_PART_SIZE):
+                    self._commit_open()
+                elif self._upload_id is not None:
                     if self._buffer:
                         self._send_part(len(self._buffer))
                     client.complete_multipart_upload(
@@ -254,23 +319,42 @@ class _S3Writer(FileWriter):
                         UploadId=self._upload_id,
                         MultipartUpload={"Parts": self._parts},
                     )
-                elif self._prepared:
-                    # Everything (earlier content included) is in the buffer: below one chunk.
+                else:
+                    # Everything (the object's earlier bytes included) is in the buffer: below one chunk.
                     client.put_object(
                         Bucket=bucket, Key=self._key, Body=self._buffer, **self._driver.put_args
                     )
-                # Otherwise this was an append that wrote nothing: the object is already right.
         except BaseException:
             self.cancel()
             raise
         self._done = True
         self._buffer = bytearray()
 
+    def _commit_open(self) -> None:
+        """Keep the upload open: bytes left that could be a part become one, fewer stay in the object,
+        whose metadata now counts this writer's parts. That one ``PutObject`` is the commit."""
+        if len(self._buffer) >= MIN_PART_SIZE:
+            self._send_part(len(self._buffer))
+        metadata = {
+            _META_UPLOAD: str(self._upload_id),
+            _META_PARTS: str(self._earlier_parts + len(self._parts)),
+            _META_SIZE: str(self._size),
+        }
+        self._driver.client.put_object(
+            Bucket=self._driver.bucket,
+            Key=self._key,
+            Body=self._buffer,
+            Metadata=metadata,
+            **self._driver.put_args,
+        )
+
     def cancel(self) -> None:
         self._done = True
         self._buffer = bytearray()
         upload_id, self._upload_id = self._upload_id, None
-        if upload_id is None:
+        if upload_id is None or self._continued:
+            # An open file's parts above its committed count are ignored, and replaced by the next
+            # writer's: the file stays as its object says.
             return
         try:
             self._driver.client.abort_multipart_upload(
@@ -284,11 +368,13 @@ class _S3Writer(FileWriter):
         base = self._base
         assert base is not None
         self._prepared = True
-        if base.size >= MIN_PART_SIZE:
+        if base.pending is None and base.length >= MIN_PART_SIZE:
             self._start()
             assert self._upload_id is not None
             self._parts = self._driver._copy_parts(self._key, self._key, self._upload_id, base, self._path)
         else:
+            # A small object, or an open file's last bytes: under 5 MiB, sent again in front of the
+            # new data since no part but the last may be that short.
             self._buffer = bytearray(self._driver._read_version(self._key, base, self._path))
 
     def _start(self) -> None:
@@ -304,7 +390,7 @@ class _S3Writer(FileWriter):
         # Hand the buffer itself to boto3 and keep only the (small) remainder: no copy of the part.
         part, self._buffer = self._buffer, self._buffer[length:]
         del part[length:]
-        number = len(self._parts) + 1
+        number = self._earlier_parts + len(self._parts) + 1
         if number > MAX_PARTS:
             raise StorageError(self._path, f"file too large for {MAX_PARTS} parts of chunksize")
         with _errors(self._path):
@@ -366,23 +452,30 @@ class S3Driver(StorageDriver):
             yield from self.client.get_paginator(operation).paginate(Bucket=self.bucket, **params)
 
     def _head(self, path: str) -> dict[str, t.Any] | None:
+        return self._head_key(path, self._key(path))
+
+    def _head_key(self, path: str, key: str) -> dict[str, t.Any] | None:
         try:
             with _errors(path):
-                return t.cast(
-                    "dict[str, t.Any]", self.client.head_object(Bucket=self.bucket, Key=self._key(path))
-                )
+                return t.cast("dict[str, t.Any]", self.client.head_object(Bucket=self.bucket, Key=key))
         except PathNotFound:
             return None
 
     # -- the contract ----------------------------------------------------------------------------------
 
     def get_content(self, path: str) -> bytes:
-        with _errors(path):
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(path))["Body"]
-            try:
-                return bytes(body.read())
-            finally:
-                body.close()
+        key = self._key(path)
+        for _ in range(_SETTLE_ATTEMPTS):
+            with _errors(path):
+                answer = self.client.get_object(Bucket=self.bucket, Key=key)
+                body = answer["Body"]
+                try:
+                    if _pending(answer.get("Metadata")) is None:
+                        return bytes(body.read())
+                finally:
+                    body.close()
+            self._settle(path, key, _version(answer))
+        raise StorageUnavailable(path, "the file kept changing while it was read")
 
     def put_content(self, path: str, content: bytes) -> None:
         with _errors(path):
@@ -395,18 +488,31 @@ class S3Driver(StorageDriver):
         params: dict[str, t.Any] = {"Bucket": self.bucket, "Key": key}
         if offset:
             params["Range"] = f"bytes={offset}-"
-        with _errors(path):
-            try:
-                body = self.client.get_object(**params)["Body"]
-            except ClientError as e:
-                if _code(e) != "InvalidRange":
-                    raise
-                # S3 refuses a range starting at the end; the contract allows reading there (nothing).
-                head = self.client.head_object(Bucket=self.bucket, Key=key)
-                if int(head["ContentLength"]) != offset:
-                    raise InvalidOffset(path) from None
-                return t.cast(t.BinaryIO, io.BytesIO(b""))
-        return t.cast(t.BinaryIO, io.BufferedReader(_BodyReader(body, path), CHUNK_SIZE))
+        for _ in range(_SETTLE_ATTEMPTS):
+            with _errors(path):
+                try:
+                    answer = self.client.get_object(**params)
+                except ClientError as e:
+                    if _code(e) != "InvalidRange":
+                        raise
+                    # S3 refuses a range starting at the end; the contract allows reading there
+                    # (nothing). An open file's object is shorter than the file: settled, then read.
+                    version = _version(self.client.head_object(Bucket=self.bucket, Key=key))
+                    if version.pending is None:
+                        if version.size != offset:
+                            raise InvalidOffset(path) from None
+                        return t.cast(t.BinaryIO, io.BytesIO(b""))
+                else:
+                    if _pending(answer.get("Metadata")) is None:
+                        return t.cast(
+                            t.BinaryIO, io.BufferedReader(_BodyReader(answer["Body"], path), CHUNK_SIZE)
+                        )
+                    answer["Body"].close()
+                    # A ranged answer tells the range's length, not the object's: ask for the whole.
+                    version = _version(self.client.head_object(Bucket=self.bucket, Key=key))
+            if version.pending is not None:
+                self._settle(path, key, version)
+        raise StorageUnavailable(path, "the file kept changing while it was read")
 
     def writer(self, path: str, append: bool = False) -> FileWriter:
         key = self._key(path)
@@ -414,15 +520,15 @@ class S3Driver(StorageDriver):
         if append:
             head = self._head(path)
             if head is not None:
-                base = _Version(int(head["ContentLength"]), str(head["ETag"]))
-        return _S3Writer(self, path, key, base)
+                base = _version(head)
+        return _S3Writer(self, path, key, base, append)
 
     def stat(self, path: str) -> FileInfo:
         if check_path(path) == "/":
             return FileInfo(path, 0, 0.0, True)
         head = self._head(path)
         if head is not None:
-            return FileInfo(path, int(head["ContentLength"]), head["LastModified"].timestamp(), False)
+            return FileInfo(path, _version(head).size, head["LastModified"].timestamp(), False)
         # Not a file: a directory if anything lies below. (This LIST also tells a missing bucket,
         # which HEAD cannot, from a missing key.)
         with _errors(path):
@@ -445,7 +551,7 @@ class S3Driver(StorageDriver):
         return [f"{base}/{name}" for name in sorted(names)]
 
     def move(self, source: str, dest: str) -> None:
-        head = self._head(source)
+        head = self._settled_head(source)
         if head is None:
             raise PathNotFound(source)
         source_key, dest_key = self._key(source), self._key(dest)
@@ -460,7 +566,7 @@ class S3Driver(StorageDriver):
                     **self._copy_args,
                 )
             else:
-                self._multipart_copy(source_key, dest_key, _Version(size, str(head["ETag"])), dest)
+                self._multipart_copy(source_key, dest_key, _version(head), dest)
         with _errors(source):
             self.client.delete_object(Bucket=self.bucket, Key=source_key)
 
@@ -525,7 +631,23 @@ class S3Driver(StorageDriver):
                     node[parts[-1]] = (int(item["Size"]), item["LastModified"].timestamp())
         if not tree and path != "/":
             raise PathNotFound(path)
+        self._open_file_sizes(path, prefix, tree)
         yield from _walk_tree("" if path == "/" else path, tree)
+
+    def _open_file_sizes(self, path: str, prefix: str, tree: dict[str, t.Any]) -> None:
+        """Give open files in ``tree`` their size, not their object's: only keys with a multipart
+        upload can be open files, and those are few (uploads between two requests)."""
+        for page in self._pages(path, "list_multipart_uploads", Prefix=prefix):
+            for upload in page.get("Uploads", ()):
+                *parents, name = upload["Key"][len(prefix) :].split("/")
+                parent: t.Any = tree
+                for part in parents:
+                    parent = parent.get(part) if isinstance(parent, dict) else None
+                if not isinstance(parent, dict) or not isinstance(parent.get(name), tuple):
+                    continue  # no file of the walk: an upload of a file never committed
+                head = self._head_key(path, upload["Key"])
+                if head is not None and (pending := _pending(head.get("Metadata"))) is not None:
+                    parent[name] = (pending.size, parent[name][1])
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -539,6 +661,70 @@ class S3Driver(StorageDriver):
             first = errors[0]
             failure = ClientError({"Error": first, "ResponseMetadata": {}}, "DeleteObjects")
             raise _translate(failure, path)
+
+    def _settled_head(self, path: str) -> dict[str, t.Any] | None:
+        """The object at ``path`` once it holds the whole file: an open file is settled first."""
+        key = self._key(path)
+        for _ in range(_SETTLE_ATTEMPTS):
+            head = self._head_key(path, key)
+            if head is None:
+                return None
+            version = _version(head)
+            if version.pending is None:
+                return head
+            self._settle(path, key, version)
+        raise StorageUnavailable(path, "the file kept changing while it was read")
+
+    def _settle(self, path: str, key: str, version: _Version) -> None:
+        """Make an open file's object hold the whole file: its own bytes become the upload's last part
+        (copied inside S3), and completing the upload replaces the object in one step.
+
+        Another request may have settled (or appended to) the file meanwhile: its upload is then gone or
+        the object changed, and the caller looks again.
+        """
+        pending = version.pending
+        assert pending is not None
+        parts: builtins.list[dict[str, t.Any]] = []
+        try:
+            for page in self._pages(path, "list_parts", Key=key, UploadId=pending.upload_id):
+                parts.extend(
+                    {"ETag": part["ETag"], "PartNumber": int(part["PartNumber"])}
+                    for part in page.get("Parts", ())
+                    if int(part["PartNumber"]) <= pending.parts
+                )
+            if len(parts) != pending.parts:
+                raise StorageError(
+                    path, f"the open file's multipart upload has {len(parts)} of its {pending.parts} parts"
+                )
+            with _errors(path):
+                if version.length:
+                    copied = self.client.upload_part_copy(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=pending.upload_id,
+                        PartNumber=pending.parts + 1,
+                        CopySource={"Bucket": self.bucket, "Key": key},
+                        CopySourceRange=f"bytes=0-{version.length - 1}",
+                        CopySourceIfMatch=version.etag,
+                    )
+                    parts.append({"ETag": copied["CopyPartResult"]["ETag"], "PartNumber": pending.parts + 1})
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=pending.upload_id,
+                    MultipartUpload={"Parts": sorted(parts, key=lambda part: part["PartNumber"])},
+                )
+        except PathNotFound:
+            # Completed by another request (the caller looks again), unless the object still names it:
+            # then the upload was aborted under the file (an S3 lifecycle rule, say) and its parts are lost.
+            head = self._head_key(path, key)
+            now = _pending(head.get("Metadata")) if head is not None else None
+            if now is not None and now.upload_id == pending.upload_id:
+                raise StorageError(path, "the multipart upload holding the file is gone") from None
+        except StorageError as e:
+            if not isinstance(e.__cause__, ClientError) or _code(e.__cause__) != "PreconditionFailed":
+                raise
+            # The object changed since it was looked at: look again.
 
     def _read_version(self, key: str, version: _Version, path: str) -> bytes:
         with _errors(path):
