@@ -121,7 +121,8 @@ class UploadStore:
         start: int | None = None,
         length: int | None = None,
     ) -> Descriptor:
-        """Append the last bytes, verify ``digest`` and move the data into place as a blob.
+        """Append the last bytes, verify ``digest`` and move the data into place as a blob. A blob that is
+        already stored, sent whole in this request, is only verified (see :meth:`_check_only`).
 
         The upload is held from the first byte to the move, so no other request's bytes can slip in
         between. On a failure the upload is cancelled, so nothing partial stays behind, except when
@@ -130,6 +131,10 @@ class UploadStore:
         """
         with self._exclusive(name, upload_id) as state:
             try:
+                if self._holds_nothing(name, upload_id, start) and self._is_stored(digest):
+                    descriptor = self._check_only(name, digest, body, length)
+                    self.cancel(name, upload_id, missing_ok=True)
+                    return descriptor
                 status = self._append(name, upload_id, state, body, start, length)
                 actual = self._digest_of(name, upload_id, state, status.size, digest.algorithm)
                 if actual != digest:
@@ -251,6 +256,36 @@ class UploadStore:
         if hasher is not None:
             state.hasher, state.offset = hasher, status.size + written
         return UploadStatus(upload_id, status.size + written, status.started_at)
+
+    def _holds_nothing(self, name: str, upload_id: str, start: int | None) -> bool:
+        return start in (None, 0) and self._stored_status(name, upload_id).size == 0
+
+    def _is_stored(self, digest: Digest) -> bool:
+        # Storage itself is asked, as adopt() does: the cache may remember data collected since.
+        return self.driver.exists(paths.blob_data(digest))
+
+    def _check_only(
+        self, name: str, digest: Digest, body: t.Iterable[bytes], length: int | None
+    ) -> Descriptor:
+        """Finish a whole-body upload of a blob already stored: its bytes are hashed, never written.
+
+        Written first, they would be dropped at the move as a duplicate, after holding a second copy of
+        the blob: on in-memory storage a second push of a 1 GiB blob peaked at twice its size.
+        """
+        hasher = hashlib.new(digest.algorithm)
+        received = 0
+        for chunk in body:
+            hasher.update(chunk)
+            received += len(chunk)
+        if length is not None and received != length:
+            raise SizeInvalid({"expected": length, "received": received})
+        actual = Digest(digest.algorithm, hasher.hexdigest())
+        if actual != digest:
+            raise DigestInvalid({"digest": str(digest), "actual": str(actual)})
+        self.blobs.link(name, digest)
+        descriptor = Descriptor(digest, received)
+        self.blobs.cache.set(descriptor)
+        return descriptor
 
     def _state(self, upload_id: str) -> _UploadState:
         with self._states_lock:
