@@ -168,10 +168,16 @@ def file_check(path: str) -> Check:
 
 
 def http_check(uri: str, *, status: int, timeout: float, headers: t.Mapping[str, t.Sequence[str]]) -> Check:
-    """A HEAD of ``uri`` (redirects followed, as Go's client does) must answer ``status``."""
+    """A HEAD of ``uri`` (redirects followed, as Go's client does) must answer ``status``.
+
+    ``timeout`` bounds the whole exchange, as Go's ``http.Client.Timeout`` does; requests' own timeout is
+    per read, which an upstream sending a byte at a time never reaches. So with a timeout the HEAD runs
+    in a thread of its own, and a run that finds the previous HEAD still going waits for that one
+    rather than start another: one exchange in flight per check, however slow the upstream.
+    """
     sent = {name: ", ".join(values) for name, values in headers.items()}
 
-    def check() -> str | None:
+    def head() -> str | None:
         import requests
 
         try:
@@ -183,7 +189,37 @@ def http_check(uri: str, *, status: int, timeout: float, headers: t.Mapping[str,
             return f"downstream service returned unexpected status: {response.status_code}"
         return None
 
+    if timeout <= 0:
+        return head
+    in_flight: list[_Attempt] = []
+
+    def check() -> str | None:
+        if not in_flight or in_flight[0].done.is_set():
+            in_flight[:] = [_Attempt(head, f"health-head-{uri}")]
+        attempt = in_flight[0]
+        if not attempt.done.wait(timeout):
+            return f"error while checking: {uri}"
+        return attempt.result
+
     return check
+
+
+class _Attempt:
+    """One run of a check in a daemon thread, its result read once :attr:`done` is set."""
+
+    def __init__(self, check: Check, name: str) -> None:
+        self.done = threading.Event()
+        self.result: str | None = None
+        self._check = check
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._check()
+        except Exception as e:
+            self.result = str(e) or type(e).__name__
+        finally:
+            self.done.set()
 
 
 def tcp_check(addr: str, *, timeout: float) -> Check:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from werkzeug.wrappers import Response
 
 from .. import routes
@@ -9,7 +11,6 @@ from ..context import Context
 from ..errors import ManifestTooLarge
 from ..errors import ManifestUnknown
 from ..errors import Unsupported
-from ..packs import hooks as packs
 from ..reference import Digest
 from ..reference import looks_like_digest
 from ..storage.manifests import DOCKER_LIST
@@ -19,7 +20,18 @@ from ..storage.manifests import OCI_INDEX
 from ..storage.manifests import OCI_MANIFEST
 from ..storage.manifests import StoredManifest
 from ..storage.manifests import parse_stored
+from .common import body_chunks
 from .common import if_none_match
+
+if t.TYPE_CHECKING:
+    from ..config import Config
+
+
+def _pack_rules(config: Config) -> bool:
+    """Whether ``validation.packs`` switches the pack hooks on: only then are they imported, since they
+    bring jsonschema and tarfile (tens of milliseconds of every registry's start-up)."""
+    settings = config.validation.packs
+    return settings.enabled or settings.floatingtags
 
 
 def dispatch(ctx: Context, name: str, reference: str) -> Response:
@@ -99,13 +111,24 @@ def _platform_image(
 
 
 def put_manifest(ctx: Context, name: str, reference: str) -> Response:
-    content = ctx.request.stream.read(MAX_MANIFEST_SIZE + 1)
-    if len(content) > MAX_MANIFEST_SIZE:
-        raise ManifestTooLarge({"limit": MAX_MANIFEST_SIZE}, message="manifest is larger than 4 MiB")
+    # One read() returns what one recv() got (64 KiB or so on loopback): read until the end.
+    received = bytearray()
+    for chunk in body_chunks(ctx.request):
+        received += chunk
+        if len(received) > MAX_MANIFEST_SIZE:
+            raise ManifestTooLarge({"limit": MAX_MANIFEST_SIZE}, message="manifest is larger than 4 MiB")
+    content = bytes(received)
     content_type = ctx.request.headers.get("Content-Type")
-    packs.before_put(ctx.registry, ctx.config, name, reference, content, content_type)
+    pack_rules = _pack_rules(ctx.config)
+    if pack_rules:
+        from ..packs import hooks as packs
+
+        packs.before_put(ctx.registry, ctx.config, name, reference, content, content_type)
     digest, parsed = ctx.registry.put_manifest(name, reference, content, content_type)
-    packs.after_change(ctx.registry, ctx.config, name)
+    if pack_rules:
+        from ..packs import hooks as packs
+
+        packs.after_change(ctx.registry, ctx.config, name)
     headers = {
         "Location": ctx.url_for(routes.MANIFEST, name=name, reference=str(digest)),
         "Docker-Content-Digest": str(digest),
@@ -122,7 +145,11 @@ def put_manifest(ctx: Context, name: str, reference: str) -> Response:
 def delete_manifest(ctx: Context, name: str, reference: str) -> Response:
     if not ctx.config.storage.delete_enabled:
         raise Unsupported({"reason": "deletes are disabled: storage.delete.enabled is false"})
-    packs.before_delete(ctx.config, name, reference)
+    pack_rules = _pack_rules(ctx.config)
+    if pack_rules:
+        from ..packs import hooks as packs
+
+        packs.before_delete(ctx.config, name, reference)
     if ctx.notifier is None:
         ctx.registry.delete_manifest(name, reference)
     elif looks_like_digest(reference):
@@ -133,5 +160,8 @@ def delete_manifest(ctx: Context, name: str, reference: str) -> Response:
     else:
         ctx.registry.delete_manifest(name, reference)
         ctx.notifier.tag_deleted(name, reference)
-    packs.after_change(ctx.registry, ctx.config, name)
+    if pack_rules:
+        from ..packs import hooks as packs
+
+        packs.after_change(ctx.registry, ctx.config, name)
     return Response(status=202, headers={"Content-Length": "0"})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import stat
 import tarfile
 import typing as t
@@ -53,6 +54,13 @@ class Limits:
     members: int = 10_000
     #: ``pack.json`` and ``values.yaml``, each.
     small_file: int = 1 * MiB
+    #: A PAX or GNU long-name header, which tarfile reads whole into memory (Go's archive/tar caps
+    #: these at 1 MiB too).
+    header: int = 1 * MiB
+    #: Member names, link targets, PAX and long-name headers, and the directories names imply, all
+    #: together: a few thousand members with paths thousands of directories deep would otherwise keep
+    #: gigabytes of prefixes.
+    names: int = 16 * MiB
 
 
 DEFAULT_LIMITS = Limits()
@@ -74,6 +82,8 @@ class PackFiles:
     problems: list[PackProblem] = field(default_factory=list)
     #: Whether the whole pack was read; if not, the layout is not checked (what is missing is unknown).
     complete: bool = True
+    #: Bytes of the names read so far, against :attr:`Limits.names`.
+    name_bytes: int = 0
 
     def exists(self, path: str) -> bool:
         path = posixpath.normpath(path).lstrip("/")
@@ -125,6 +135,98 @@ class _Counted(io.RawIOBase):
         return len(data)
 
 
+#: Headers whose whole content tarfile reads into memory before the member they describe.
+_HEADER_TYPES = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
+#: A PAX record: ``LENGTH keyword=value\n``, ``LENGTH`` counting the whole record.
+_PAX_LENGTH = re.compile(rb"[1-9][0-9]{0,19} ")
+#: The longest run of digits a PAX header may hold. Python before 3.11.10 and 3.12.6 searches PAX
+#: headers with a pattern that takes time quadratic in such runs (CVE-2024-6232): a 1 MiB run is
+#: minutes of one core, with the GIL held. Real headers have runs of about ten (times, sizes).
+PAX_DIGIT_RUN = 64
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{%d}" % (PAX_DIGIT_RUN + 1))
+SPARSE = "sparse files are not pack files"
+
+
+def _pax_problem(records: bytes) -> str | None:
+    """Why the content of a PAX header is refused: tarfile's own parser is quadratic on malformed
+    records (its key pattern then runs on into the following records) and on long digit runs, and
+    this check is linear."""
+    position = 0
+    while position < len(records):
+        length = _PAX_LENGTH.match(records, position)
+        if length is None:
+            return "a PAX header record does not start with its length"
+        end = position + int(length[0])
+        if end > len(records) or records[end - 1 : end] != b"\n":
+            return "a PAX header record does not end where its length says"
+        if records.find(b"=", length.end(), end) < 0:
+            return "a PAX header record has no '='"
+        position = end
+    if _LONG_DIGIT_RUN.search(records):
+        return f"a PAX header has more than {PAX_DIGIT_RUN} digits in a row"
+    return None
+
+
+def _capped_headers(pack: PackFiles, limits: Limits) -> type[tarfile.TarInfo]:
+    """A TarInfo that reads headers within the limits: PAX and long-name headers up to
+    :attr:`Limits.header` each and counted against :attr:`Limits.names`, PAX records checked before
+    tarfile parses them, and no sparse files (tarfile reads their maps into memory without a bound)."""
+
+    class CappedTarInfo(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> t.Self:
+            info = super().frombuf(buf, encoding, errors)
+            if info.size < 0:
+                # Base-256 sizes can be negative; tarfile would then step back over what it read.
+                raise _Stop(PackProblem(info.name, "tar", "the archive is damaged: a negative member size"))
+            if info.type == tarfile.GNUTYPE_SPARSE:
+                raise _Stop(PackProblem(info.name, "special-file", SPARSE))
+            if info.type in _HEADER_TYPES:
+                if info.size > limits.header:
+                    raise _Stop(
+                        PackProblem(
+                            "archive",
+                            "header",
+                            f"a PAX or long-name header is larger than {limits.header} bytes",
+                        )
+                    )
+                _count_names(pack, info.size, limits)
+            return info
+
+        def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+            # tarfile reads the records itself: read them first, check them, and hand them back to
+            # the stream they came from (stream mode: an in-memory read-ahead buffer and a position).
+            stream = t.cast(t.Any, archive.fileobj)
+            if not isinstance(getattr(stream, "buf", None), bytes):
+                raise _Stop(
+                    PackProblem("archive", "header", "this Python's tarfile cannot have PAX headers checked")
+                )
+            data = stream.read(t.cast(t.Any, self)._block(self.size))
+            problem = _pax_problem(data[: self.size])
+            if problem is not None:
+                raise _Stop(PackProblem("archive", "header", problem))
+            stream.buf = data + stream.buf
+            stream.pos -= len(data)
+            member: tarfile.TarInfo = t.cast(t.Any, super())._proc_pax(archive)
+            return member
+
+        def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: t.Any, archive: t.Any) -> None:
+            # GNU sparse 1.0 keeps its map in the member's data, read whole and unbounded.
+            raise _Stop(
+                PackProblem(str(pax_headers.get("GNU.sparse.name", next.name)), "special-file", SPARSE)
+            )
+
+    return CappedTarInfo
+
+
 def read_archive(stream: t.IO[bytes], limits: Limits = DEFAULT_LIMITS) -> PackFiles:
     """Read a pack's ``.tar.gz`` from ``stream`` (which stays open).
 
@@ -151,7 +253,7 @@ def read_archive(stream: t.IO[bytes], limits: Limits = DEFAULT_LIMITS) -> PackFi
     )
     reader = io.BufferedReader(uncompressed)
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as archive:
+        with tarfile.open(fileobj=reader, mode="r|", tarinfo=_capped_headers(pack, limits)) as archive:
             _read_members(archive, pack, limits)
             if not _ends_cleanly(archive, reader):
                 pack.problems.append(
@@ -171,6 +273,10 @@ def read_archive(stream: t.IO[bytes], limits: Limits = DEFAULT_LIMITS) -> PackFi
     except (EOFError, zlib.error) as e:
         pack.problems.append(PackProblem("archive", "gzip", f"the gzip data is damaged or cut short: {e}"))
         pack.complete = False
+    except RecursionError:
+        # tarfile reads a header that follows a PAX or long-name header by recursing.
+        pack.problems.append(PackProblem("archive", "header", "too many PAX or long-name headers in a row"))
+        pack.complete = False
     except (tarfile.TarError, ValueError, UnicodeError, OSError) as e:
         # What gunzips but does not untar: random bytes, a single gzipped file, a cut-off tar.
         pack.problems.append(PackProblem("archive", "tar", f"not a tar archive: {e}"))
@@ -181,6 +287,7 @@ def read_archive(stream: t.IO[bytes], limits: Limits = DEFAULT_LIMITS) -> PackFi
 def _read_members(archive: tarfile.TarFile, pack: PackFiles, limits: Limits) -> None:
     top: str | None = None
     count = 0
+    links: list[tuple[str, tarfile.TarInfo]] = []
     for member in archive:
         count += 1
         if count > limits.members:
@@ -188,6 +295,8 @@ def _read_members(archive: tarfile.TarFile, pack: PackFiles, limits: Limits) -> 
                 PackProblem("archive", "members", f"the archive has more than {limits.members} members")
             )
         name = member.name
+        # Every name counts, refused ones too: tarfile keeps each member it read until the end.
+        _count_names(pack, len(name) + len(member.linkname), limits)
         if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
             pack.problems.append(PackProblem(name, "absolute-path", "an archive member has an absolute path"))
             continue
@@ -214,7 +323,7 @@ def _read_members(archive: tarfile.TarFile, pack: PackFiles, limits: Limits) -> 
             )
         if member.isdir():
             if relative:
-                _add_directory(pack, relative)
+                _add_directory(pack, relative, limits)
             continue
         if member.issym() or member.islnk():
             if not _link_stays_inside(member, top or ""):
@@ -224,12 +333,13 @@ def _read_members(archive: tarfile.TarFile, pack: PackFiles, limits: Limits) -> 
                     )
                 )
                 continue
-            _add_file(pack, relative)
+            links.append((relative, member))
+            _add_file(pack, relative, limits)
             continue
         if not member.isfile():
             pack.problems.append(PackProblem(relative, "special-file", SPECIAL_FILE))
             continue
-        _add_file(pack, relative)
+        _add_file(pack, relative, limits)
         if relative in SMALL_FILES or relative == LOGO_PNG:
             extracted = archive.extractfile(member)
             if extracted is None:
@@ -239,6 +349,32 @@ def _read_members(archive: tarfile.TarFile, pack: PackFiles, limits: Limits) -> 
                     pack.logo_head = extracted.read(LOGO_HEAD)
                 else:
                     _keep_small(pack, relative, extracted.read(limits.small_file + 1), limits)
+    _check_link_chains(pack, links)
+
+
+def _check_link_chains(pack: PackFiles, links: list[tuple[str, tarfile.TarInfo]]) -> None:
+    """Refuse links that go through other links. Where those lead is not in the names: ``a -> sub/..``
+    is the pack's directory, and ``b -> a/..`` looks like it too but is its parent once ``a`` is a link.
+    Done once every link is known, since a link may come after the ones that go through it."""
+    names = {posixpath.normpath(member.name) for _, member in links if member.issym()}
+    for relative, member in links:
+        base = posixpath.dirname(member.name) if member.issym() else ""
+        walked: list[str] = []
+        for part in posixpath.join(base, member.linkname).split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if walked:
+                    walked.pop()
+                continue
+            walked.append(part)
+            if "/".join(walked) in names:
+                pack.problems.append(
+                    PackProblem(
+                        relative, "link-outside", f"the link goes through another link: {member.linkname}"
+                    )
+                )
+                break
 
 
 def _ends_cleanly(archive: tarfile.TarFile, reader: t.IO[bytes]) -> bool:
@@ -271,17 +407,24 @@ def _link_stays_inside(member: tarfile.TarInfo, top: str) -> bool:
     return not top or resolved == top or resolved.startswith(f"{top}/")
 
 
-def _add_file(pack: PackFiles, relative: str) -> None:
+def _add_file(pack: PackFiles, relative: str, limits: Limits) -> None:
     pack.files.add(relative)
     parent = posixpath.dirname(relative)
     if parent:
-        _add_directory(pack, parent)
+        _add_directory(pack, parent, limits)
 
 
-def _add_directory(pack: PackFiles, relative: str) -> None:
+def _add_directory(pack: PackFiles, relative: str, limits: Limits) -> None:
     while relative and relative not in pack.directories:
+        _count_names(pack, len(relative), limits)
         pack.directories.add(relative)
         relative = posixpath.dirname(relative)
+
+
+def _count_names(pack: PackFiles, size: int, limits: Limits) -> None:
+    pack.name_bytes += size
+    if pack.name_bytes > limits.names:
+        raise _Stop(PackProblem("archive", "names", f"the pack's paths take more than {limits.names} bytes"))
 
 
 def _keep_small(pack: PackFiles, relative: str, content: bytes, limits: Limits) -> None:
@@ -297,6 +440,15 @@ def read_directory(root: Path, limits: Limits = DEFAULT_LIMITS) -> PackFiles:
     A symbolic link is followed only when it stays inside the pack, as in an archive.
     """
     pack = PackFiles()
+    try:
+        _walk(root, pack, limits)
+    except _Stop as e:
+        pack.problems.append(e.problem)
+        pack.complete = False
+    return pack
+
+
+def _walk(root: Path, pack: PackFiles, limits: Limits) -> None:
     count = 0
     resolved_root = root.resolve()
     for directory, subdirectories, filenames in os.walk(root):
@@ -304,16 +456,22 @@ def read_directory(root: Path, limits: Limits = DEFAULT_LIMITS) -> PackFiles:
         for entry in sorted([*subdirectories, *filenames]):
             count += 1
             if count > limits.members:
-                pack.problems.append(
+                raise _Stop(
                     PackProblem("archive", "members", f"the pack has more than {limits.members} files")
                 )
-                pack.complete = False
-                return pack
             path = base / entry
             relative = path.relative_to(root).as_posix()
+            _count_names(pack, len(relative), limits)
             mode = path.lstat().st_mode
             if stat.S_ISLNK(mode):
-                target = path.resolve()
+                try:
+                    target = path.resolve()
+                except (OSError, RuntimeError):
+                    # A loop of links (RuntimeError up to Python 3.12, OSError after).
+                    pack.problems.append(
+                        PackProblem(relative, "link-loop", "the link leads to a loop of links")
+                    )
+                    continue
                 if not target.is_relative_to(resolved_root):
                     pack.problems.append(
                         PackProblem(
@@ -323,9 +481,9 @@ def read_directory(root: Path, limits: Limits = DEFAULT_LIMITS) -> PackFiles:
                     continue
                 mode = target.stat().st_mode if target.exists() else 0
             if stat.S_ISDIR(mode):
-                _add_directory(pack, relative)
+                _add_directory(pack, relative, limits)
             elif stat.S_ISREG(mode):
-                _add_file(pack, relative)
+                _add_file(pack, relative, limits)
                 if relative in SMALL_FILES:
                     with path.open("rb") as f:
                         _keep_small(pack, relative, f.read(limits.small_file + 1), limits)
@@ -334,4 +492,3 @@ def read_directory(root: Path, limits: Limits = DEFAULT_LIMITS) -> PackFiles:
                         pack.logo_head = f.read(LOGO_HEAD)
             else:
                 pack.problems.append(PackProblem(relative, "special-file", SPECIAL_FILE))
-    return pack

@@ -22,9 +22,12 @@ the nearest distribution code; the pack CLI's docs say they "can not be deleted"
 
 from __future__ import annotations
 
+import collections
 import json
 import re
+import threading
 import typing as t
+from dataclasses import dataclass
 
 from ..reference import Digest
 from ..reference import InvalidDigest
@@ -137,24 +140,59 @@ def pack_problems(
     size = layer.get("size")
     if isinstance(size, int) and size > limits.compressed:
         return [PackProblem("archive", "size", f"the archive is larger than {limits.compressed} bytes")]
-    with registry.blobs.open(name, digest) as stream:
-        result = check_files(read_archive(stream, limits))
-    problems = list(result.problems)
-    if result.pack_json is not None:
-        declared_name = result.pack_json.get("name")
+    checked = _check_archive(registry, name, digest, limits)
+    problems = list(checked.problems)
+    if checked.pack_json is not None:
+        declared_name = checked.pack_json.get("name")
         if isinstance(declared_name, str) and declared_name and declared_name != pack:
             problems.append(
                 PackProblem(
                     "$.name", "repository", f"the pack is {declared_name!r} but the repository is {pack!r}"
                 )
             )
-        version = result.pack_json.get("version")
+        version = checked.pack_json.get("version")
         label = _label(tag) if tag is not None else None
         if label is not None and isinstance(version, str) and version and version != label:
             problems.append(
                 PackProblem("$.version", "tag", f"the pack is version {version!r} but is pushed as {tag!r}")
             )
     return problems
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the hooks keep of a checked archive: its problems, and its pack.json's name and version."""
+
+    problems: tuple[PackProblem, ...]
+    pack_json: dict[str, t.Any] | None
+
+
+#: Archives checked lately, by digest: a blob is immutable, so its problems are too, and a client
+#: pushing manifest after manifest that point at one zip bomb (two seconds of gunzip to reach the
+#: 2 GiB cap) has it read once. Results with many problems are not kept, to bound the memory.
+CHECKED_ARCHIVES = 256
+_KEPT_PROBLEMS = 100
+_checked: collections.OrderedDict[tuple[Digest, Limits], _Checked] = collections.OrderedDict()
+_checked_lock = threading.Lock()
+
+
+def _check_archive(registry: Registry, name: str, digest: Digest, limits: Limits) -> _Checked:
+    key = (digest, limits)
+    with _checked_lock:
+        if key in _checked:
+            _checked.move_to_end(key)
+            return _checked[key]
+    with registry.blobs.open(name, digest) as stream:
+        result = check_files(read_archive(stream, limits))
+    document = result.pack_json
+    kept = None if document is None else {k: document.get(k) for k in ("name", "version")}
+    checked = _Checked(result.problems, kept)
+    if len(checked.problems) <= _KEPT_PROBLEMS:
+        with _checked_lock:
+            _checked[key] = checked
+            while len(_checked) > CHECKED_ARCHIVES:
+                _checked.popitem(last=False)
+    return checked
 
 
 def _label(tag: str) -> str:

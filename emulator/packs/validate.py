@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import typing as t
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def check_files(pack: PackFiles) -> Pack:
     raw = pack.small.get(PACK_JSON)
     if raw is not None:
         try:
-            parsed = json.loads(raw)
+            parsed = _load_json(raw)
         except (ValueError, UnicodeDecodeError) as e:
             problems.append(PackProblem(PACK_JSON, "json", f"not JSON: {e}"))
         except RecursionError:
@@ -121,15 +122,88 @@ def _missing_paths(document: dict[str, t.Any], pack: PackFiles, invalid: set[str
     return problems
 
 
+def _load_json(raw: bytes) -> t.Any:
+    """pack.json as RFC 8259 has it, as Go's encoding/json reads it: UTF-8 without a byte order mark,
+    no ``NaN`` or ``Infinity``, no number beyond a float's range (Python's json accepts all four)."""
+    return json.loads(raw.decode("utf-8"), parse_constant=_not_json, parse_float=_finite)
+
+
+def _not_json(name: str) -> t.NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of a float's range")
+    return value
+
+
+#: The most nodes a values.yaml may stand for with its aliases expanded. PyYAML shares an alias's
+#: object rather than copying it, but merge keys (``<<: [*a, *a]``) copy, so a "billion laughs" of
+#: merges takes minutes; Go's YAML libraries (Helm's) refuse such a document too ("excessive aliasing").
+YAML_NODES = 1_000_000
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _Aliasing(yaml.YAMLError):
+    pass
+
+
+def _load_yaml(content: bytes) -> t.Any:
+    """``yaml.safe_load`` with the document's expanded size checked before it is built."""
+    # The pure-Python loader: libyaml's C loader overflows the C stack (a crash) on input nested a
+    # million deep, which fits in the 1 MiB a values.yaml may have.
+    loader = yaml.SafeLoader(content)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes ``node`` stands for with aliases expanded (computed once per node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _Aliasing("an anchor's value contains an alias of itself")
+    open_nodes.add(key)
+    size = 1
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag in _NUMBER_TAGS and ":" in node.value:
+            # YAML 1.1's base-60 numbers (1:20:30): PyYAML converts them in time quadratic in their
+            # length; YAML 1.2 and Go's libraries read them as strings, and so does this.
+            node.tag = _STR_TAG
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes, open_nodes) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for item_key, item_value in node.value:
+            size += _expanded_size(item_key, sizes, open_nodes) + _expanded_size(
+                item_value, sizes, open_nodes
+            )
+    open_nodes.discard(key)
+    if size > YAML_NODES:
+        raise _Aliasing(f"document contains excessive aliasing: more than {YAML_NODES} nodes once expanded")
+    sizes[key] = size
+    return size
+
+
 def _values_problems(content: bytes) -> list[PackProblem]:
     try:
-        # The pure-Python loader: libyaml's C loader overflows the C stack (a crash) on input nested a
-        # million deep, which fits in the 1 MiB a values.yaml may have.
-        values = yaml.safe_load(content)
+        values = _load_yaml(content)
     except yaml.YAMLError as e:
         return [PackProblem(VALUES_YAML, "yaml", f"not YAML: {' '.join(str(e).split())}")]
     except RecursionError:
         return [PackProblem(VALUES_YAML, "yaml", "nested too deeply to read")]
+    except (ValueError, OverflowError) as e:
+        # A value PyYAML cannot convert: an integer of over 4,300 digits, a float out of range.
+        return [PackProblem(VALUES_YAML, "yaml", f"a value cannot be read: {e}")]
     if values is not None and not isinstance(values, dict):
         # Its documented shape is a mapping (pack:, charts:, manifests:); empty is allowed.
         return [PackProblem(VALUES_YAML, "yaml", "values.yaml is a mapping, or empty")]

@@ -146,7 +146,8 @@ class Expiry:
             document = json.loads(self.driver.get_content(STATE_PATH))
         except PathNotFound:
             return
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
+            # RecursionError: JSON nested deeper than the decoder goes; neither kind stops the start.
             log.warning("proxy: ignoring %s: %s", STATE_PATH, e)
             return
         loaded: dict[str, Entry] = {}
@@ -155,7 +156,7 @@ class Expiry:
                 name, _, text = str(key).rpartition("@")
                 due = parse_time(value["ExpiryData"])
                 entry = Entry(name, Digest.parse(text), int(value["EntryType"]), due)
-            except (KeyError, TypeError, ValueError, InvalidDigest):
+            except (KeyError, TypeError, ValueError, OverflowError, InvalidDigest):  # Overflow: int(1e999)
                 log.warning("proxy: ignoring the unreadable entry %r of %s", key, STATE_PATH)
                 continue
             loaded[entry.key] = entry

@@ -36,6 +36,7 @@ from ..drivers.base import CHUNK_SIZE
 from ..drivers.base import PathNotFound
 from ..drivers.base import StorageDriver
 from ..logs import log
+from ..ociclient import Response
 from ..reference import Digest
 from ..reference import looks_like_digest
 from ..storage import paths
@@ -159,6 +160,11 @@ class RemoteCheck:
         self.remote = remote
 
     def start(self) -> None:
+        # In a thread of its own: the ping only writes a log line, and a remote that never answers
+        # would hold up the start for the client's whole timeout (for ever, sending a byte at a time).
+        threading.Thread(target=self._ping, name="proxy-remote-check", daemon=True).start()
+
+    def _ping(self) -> None:
         try:
             self.remote.ping()
         except RemoteError as e:
@@ -284,7 +290,7 @@ class _Stream:
     """A remote response as the file the blob handler serves; no ``fileno``, so it is read, not sent
     with ``sendfile``."""
 
-    def __init__(self, response: http.client.HTTPResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
 
     def read(self, size: int = -1) -> bytes:
@@ -317,7 +323,7 @@ class _Fill(_Stream):
     """
 
     def __init__(
-        self, store: ProxyBlobStore, response: http.client.HTTPResponse, size: int, name: str, digest: Digest
+        self, store: ProxyBlobStore, response: Response, size: int, name: str, digest: Digest
     ) -> None:
         super().__init__(response)
         self._store = store

@@ -146,14 +146,20 @@ class URLRules:
 
 def _parses(url: str) -> bool:
     """Whether Go's ``url.Parse`` would take ``url``: Python's parser is more lenient, so the cases Go
-    refuses (control characters, bad percent escapes, a bad port or host) are refused here too."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+    refuses (control characters, bad percent escapes, a port that is not digits, a space in the
+    authority, a leading space, which Python strips before it looks for the scheme) are refused here
+    too. Go checks only that a port is digits, not its range, so ``:99999`` passes as it does there."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url) or url.startswith(" "):
         return False
     if re.search(r"%(?![0-9A-Fa-f]{2})", url):
         return False
     try:
         parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - a non-numeric or out-of-range port raises here
     except ValueError:
         return False
-    return " " not in parts.netloc
+    host_and_port = parts.netloc.rpartition("@")[2]
+    port = host_and_port.rpartition("]")[2].partition(":")[2]
+    return " " not in parts.netloc and _PORT.fullmatch(port) is not None
+
+
+_PORT = re.compile(r"[0-9]*")
