@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
+import logging
 import os
 import sys
 import threading
@@ -25,10 +25,32 @@ USAGE_ERROR = 2
 
 def package_version() -> str:
     """The installed distribution's version (not the configuration's ``version: 0.1``)."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked: package metadata takes
+    milliseconds to find, which every ``serve`` would otherwise spend before its first request."""
+
+    def __init__(self, option_strings: t.Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit"
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | t.Sequence[t.Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
 
 
 def _stop(line: str) -> t.NoReturn:
@@ -90,6 +112,8 @@ def _summary(config: configuration.Config) -> str:
 
 
 def _ssl_context(loaded: configuration.LoadedConfig) -> t.Any:
+    if loaded.config.http.tls is None:
+        return None  # without importing ssl, which plain HTTP never needs
     from .tls import TLSConfigError
     from .tls import configured_context
 
@@ -161,7 +185,9 @@ def serve(path: str | None) -> int:
             if config.http.net == "unix"
             else f"{host or '0.0.0.0'}:{server.socket.getsockname()[1]}"
         )
-        log.info("listening on %s (%s)", where, scheme, extra={"fields": {"version": package_version()}})
+        if log.isEnabledFor(logging.INFO):
+            # Finding the installed version reads package metadata: only when the line is written.
+            log.info("listening on %s (%s)", where, scheme, extra={"fields": {"version": package_version()}})
 
     try:
         serve_forever(
@@ -187,27 +213,31 @@ def serve(path: str | None) -> int:
 def _make_app(config: configuration.Config) -> t.Any:
     """The app, or one line and exit 1 when a file or directory the configuration names is unusable."""
     from .app import make_app
-    from .auth import HtpasswdUnusable
     from .drivers.filesystem import RootUnusable
 
     try:
         return make_app(config)
-    except HtpasswdUnusable as e:
-        _fail(f"{config.source}: auth.htpasswd.path: {e}")
     except RootUnusable as e:
         _fail(f"{config.source}: storage.filesystem.rootdirectory: {e}")
     except configuration.ConfigError as e:
         _fail(str(e))
+    except Exception as e:
+        # Only a configuration with htpasswd imports the auth module (and bcrypt) to compare types.
+        if config.auth.htpasswd is not None:
+            from .auth import HtpasswdUnusable
+
+            if isinstance(e, HtpasswdUnusable):
+                _fail(f"{config.source}: auth.htpasswd.path: {e}")
+        raise
 
 
 def main(argv: t.Sequence[str] | None = None) -> int:
-    version = f"%(prog)s {package_version()}"
     parser = argparse.ArgumentParser(prog="registry", description="A container and pack registry emulator.")
-    parser.add_argument("--version", action="version", version=version)
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     where = "default: $REGISTRY_CONFIGURATION_PATH, else the built-in development configuration"
     serve_cmd = commands.add_parser("serve", help="serve the registry API")
-    serve_cmd.add_argument("--version", action="version", version=version)
+    serve_cmd.add_argument("--version", action=_VersionAction)
     serve_cmd.add_argument("config", nargs="?", help=f"configuration file ({where})")
     check = commands.add_parser(
         "check-config",
@@ -216,13 +246,18 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         "the settings in effect as YAML, defaults included and secrets redacted; a closing ok line goes to "
         "stderr.",
     )
-    check.add_argument("--version", action="version", version=version)
+    check.add_argument("--version", action=_VersionAction)
     check.add_argument("config", nargs="?", help=f"configuration file ({where})")
-    from . import packcli
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] not in (["serve"], ["check-config"]):
+        # The pack verbs bring an OCI client: the registry's own commands do not import it.
+        from . import packcli
 
-    packcli.add_parser(commands)
-    args = parser.parse_args(argv)
+        packcli.add_parser(commands)
+    args = parser.parse_args(arguments)
     if args.command == "pack":
+        from . import packcli
+
         return packcli.run(args)
     if args.command == "serve":
         return serve(args.config)
