@@ -22,6 +22,7 @@ DEBIAN_PEERS = {
     "redis-server": "redis-server",
     "wrk": "wrk",
     "hey": "hey",
+    "nginx": "nginx",
     "curl": "curl",
     "openssl": "openssl",
     "chromium": "chromium",

@@ -5,6 +5,7 @@
     python -m benchmarks --scenarios blobs manifests --rounds 7
     python -m benchmarks --scenarios auth     # manifest GETs under htpasswd, plain and TLS
     python -m benchmarks --scenarios notifications proxy   # issue 13's rows: the emulator against itself
+    python -m benchmarks --scenarios s3       # a blob pushed in PATCHes to S3 storage on moto
     nox -s bench -- --quick
 
 Writes ``--json`` (one object per row) and ``--markdown`` (the table for the README) and prints the table.
@@ -26,7 +27,12 @@ import traceback
 import typing as t
 from pathlib import Path
 
+from benchmarks import chart
 from benchmarks import features
+from benchmarks import inmemory
+from benchmarks import limits
+from benchmarks import s3_appends
+from benchmarks import scale
 from benchmarks import scenarios
 from benchmarks import servers
 from benchmarks.client import Blob
@@ -38,6 +44,7 @@ from benchmarks.seed import seed
 
 FAMILIES = (
     "blobs", "manifests", "listings", "skopeo", "auth", "ready", "fixture", "tls", "notifications", "proxy",
+    "s3", "inmemory",
 )  # fmt: skip
 DEFAULT_OUTPUT = Path("bench-results")
 
@@ -49,6 +56,9 @@ def parse_args(argv: t.Sequence[str] | None) -> argparse.Namespace:
         "--json", type=Path, default=DEFAULT_OUTPUT / "benchmark.json", help="results as JSON"
     )
     parser.add_argument("--markdown", type=Path, default=DEFAULT_OUTPUT / "benchmark.md", help="the table")
+    parser.add_argument(
+        "--chart", type=Path, default=DEFAULT_OUTPUT / "benchmark.svg", help="the ratios as an SVG chart"
+    )
     parser.add_argument(
         "--scenarios", nargs="+", choices=FAMILIES, default=list(FAMILIES), metavar="NAME",
         help=f"which scenario families to run (default: all of {', '.join(FAMILIES)})",
@@ -110,6 +120,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             "machine": machine(),
             "python": platform.python_version(),
             "distribution_version": servers.distribution_version(),
+            "nginx_version": limits.nginx_version(),
             "plan": plan.__dict__,
         }
     )
@@ -121,17 +132,38 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     try:
         blob = Blob.create(str(workdir / "blob.bin"), plan.blob_size)
         plain_seed, small_seed = workdir / "seed", workdir / "seed-small"
-        seed(plain_seed, tags=plan.tags, repositories=plan.repositories)
+        seed(
+            plain_seed,
+            tags=plan.tags,
+            repositories=plan.repositories,
+            tag_lists=plan.tag_lists if "listings" in chosen else (),
+            distinct=plan.distinct if "manifests" in chosen else (),
+        )
         seed(small_seed, tags=0, repositories=0)
 
+        # The limit column's nginx serves the client's blob file and the seeded manifest.
+        static = {limits.BLOB_PATH: Path(blob.path), limits.MANIFEST_PATH: limits.manifest_file(small_seed)}
         if chosen & {"blobs", "manifests", "listings", "skopeo"}:
-            with prepared_pair(workdir, "plain", plain_seed, None) as pair:
+            with (
+                prepared_pair(workdir, "plain", plain_seed, None) as pair,
+                limits.nginx_or_none(workdir / "nginx", static, None, results.notes) as nginx,
+            ):
                 if "blobs" in chosen:
-                    guarded(results, "blobs", lambda: scenarios.blobs(results, pair, plan, blob, tls=False))
+                    guarded(
+                        results,
+                        "blobs",
+                        lambda: scenarios.blobs(results, pair, plan, blob, tls=False, nginx=nginx),
+                    )
                 if "manifests" in chosen:
-                    guarded(results, "manifests", lambda: scenarios.manifests(results, pair, plan, tls=False))
+                    guarded(
+                        results,
+                        "manifests",
+                        lambda: scenarios.manifests(results, pair, plan, tls=False, nginx=nginx),
+                    )
+                    guarded(results, "distinct", lambda: scale.distinct_manifests(results, pair, plan))
                 if "listings" in chosen:
                     guarded(results, "listings", lambda: scenarios.listings(results, pair, plan))
+                    guarded(results, "fresh tags", lambda: scale.fresh_tag_lists(results, pair, plan))
                 if "skopeo" in chosen:
                     guarded(results, "skopeo", lambda: scenarios.skopeo_copies(results, pair, plan, workdir))
         if "auth" in chosen and not scenarios.missing_auth_tools(results):
@@ -151,14 +183,27 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             )
         if "proxy" in chosen:
             guarded(results, "proxy", lambda: features.proxy_pulls(results, plan, workdir))
+        if "s3" in chosen:
+            guarded(results, "s3", lambda: s3_appends.s3_appends(results, plan, workdir, blob))
+        if "inmemory" in chosen:
+            guarded(
+                results, "inmemory", lambda: inmemory.inmemory_rows(results, plan, workdir, blob, small_seed)
+            )
         if "tls" in chosen:
             tls = servers.make_tls(workdir / "tls")
-            with prepared_pair(workdir, "tls", small_seed, tls) as pair:
+            with (
+                prepared_pair(workdir, "tls", small_seed, tls) as pair,
+                limits.nginx_or_none(workdir / "nginx-tls", static, tls, results.notes) as nginx,
+            ):
                 guarded(
-                    results, "blobs over TLS", lambda: scenarios.blobs(results, pair, plan, blob, tls=True)
+                    results,
+                    "blobs over TLS",
+                    lambda: scenarios.blobs(results, pair, plan, blob, tls=True, nginx=nginx),
                 )
                 guarded(
-                    results, "manifests over TLS", lambda: scenarios.manifests(results, pair, plan, tls=True)
+                    results,
+                    "manifests over TLS",
+                    lambda: scenarios.manifests(results, pair, plan, tls=True, nginx=nginx),
                 )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -169,8 +214,13 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     table = results.markdown()
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(table)
+    title = f"Emulator against distribution and the limit ({plan.mode} run, {results.meta['date']})"
+    chart.write(results.rows(), title, args.chart)
     print(table)
-    print(f"{plan.mode} run took {elapsed:.0f} s; wrote {args.json} and {args.markdown}", file=sys.stderr)
+    print(
+        f"{plan.mode} run took {elapsed:.0f} s; wrote {args.json}, {args.markdown} and {args.chart}",
+        file=sys.stderr,
+    )
     return 0
 
 

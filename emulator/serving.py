@@ -23,7 +23,11 @@ chunked bodies, decides keep-alive, and frames every response (Content-Length or
   routing; a body the app did not read is drained up to 256 KiB, beyond which the connection is closed.
 - Blobs handed over through ``wsgi.file_wrapper`` leave with ``sendfile(2)`` on plain connections (h11
   frames them: its ``send_with_data_passthrough`` hands back the object it was given), in 1 MiB reads over
-  TLS, chunked when they have no length.
+  TLS, chunked when they have no length. On TCP the head and the file go out corked (``TCP_CORK``, nginx's
+  ``tcp_nopush``): with ``TCP_NODELAY`` on, each 64 KiB piece ``sendfile`` moves would leave as one full
+  segment and a runt of a few bytes, and a pull of a large blob ran at 0.78 of nginx's rate on loopback
+  (1.05 corked). Over TLS corking made pulls slower (0.89 of nginx against 1.14): records already leave
+  in full segments.
 - Time: sockets are blocking with the idle timeout in the kernel (``SO_RCVTIMEO``/``SO_SNDTIMEO``), so it
   bounds every read and write, ``sendfile`` included, without a ``poll`` before each call; the TLS handshake
   has its own timeout. Plain HTTP sent to a TLS port answers 400, as distribution does.
@@ -363,6 +367,10 @@ class _Connection:
         self.server = server
         self.sock = sock
         self.tls = server.tls_context is not None
+        #: Whether file bodies are sent corked (see the module's docstring): plain TCP on Linux.
+        self.cork = (
+            not self.tls and sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_CORK")
+        )
         if isinstance(client_address, tuple):
             remote_addr, remote_port = str(client_address[0]), str(client_address[1])
         else:
@@ -727,22 +735,30 @@ class _Connection:
         position with ``sendfile`` when both ends are real descriptors, else in 1 MiB reads; a file
         without a length as chunks (or, to HTTP/1.0 clients, until the connection closes)."""
         self.leave_turn()
-        self.send_head(b"")
-        count = self.to_send
-        if count is None:
-            while data := file.read(FILE_BUFFER):
-                self.sock.sendall(self.parser.send(h11.Data(data=data)))
-        elif count > 0:
-            pieces = self.parser.send_with_data_passthrough(
-                h11.Data(data=t.cast(bytes, _FileSpan(file, count)))
-            )
-            for piece in pieces or ():
-                if isinstance(piece, _FileSpan):
-                    self._send_span(piece)
-                else:
-                    self.sock.sendall(piece)
-            self.to_send = 0
-        self.sock.sendall(self.parser.send(h11.EndOfMessage()))
+        if self.cork:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        try:
+            self.send_head(b"")
+            count = self.to_send
+            if count is None:
+                while data := file.read(FILE_BUFFER):
+                    self.sock.sendall(self.parser.send(h11.Data(data=data)))
+            elif count > 0:
+                pieces = self.parser.send_with_data_passthrough(
+                    h11.Data(data=t.cast(bytes, _FileSpan(file, count)))
+                )
+                for piece in pieces or ():
+                    if isinstance(piece, _FileSpan):
+                        self._send_span(piece)
+                    else:
+                        self.sock.sendall(piece)
+                self.to_send = 0
+            self.sock.sendall(self.parser.send(h11.EndOfMessage()))
+        finally:
+            if self.cork:
+                # Uncorking sends what is left at once (a last partial segment would wait up to 200 ms).
+                with contextlib.suppress(OSError):
+                    self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
     def _send_span(self, span: _FileSpan) -> None:
         remaining = span.count
