@@ -248,12 +248,7 @@ class RegistryApp:
 
     def _request_notifier(self, notifier: Notifier, context: Context) -> RequestNotifier:
         user = self.authenticator.username(context.request) if self.authenticator is not None else None
-        return notifier.for_request(
-            context.request,
-            user,
-            blob_url=lambda name, digest: context.url_for(routes.BLOB, name=name, digest=digest),
-            manifest_url=lambda name, digest: context.url_for(routes.MANIFEST, name=name, reference=digest),
-        )
+        return notifier.for_request(context, user)
 
     def _finish(self, response: Response, *, routed: bool) -> Response:
         # Go writes reason phrases as RFC 9110 spells them ("401 Unauthorized"), Werkzeug in capitals.
@@ -358,11 +353,13 @@ def make_app(config: Config) -> RegistryApp:
     app = RegistryApp(config, registry, authenticator)
     if proxy is not None:
         app.services.extend(proxy.services)
-    from .notifications import make_notifier
+    if config.notifications.endpoints:
+        # Only configurations with endpoints pay for importing the notifier.
+        from .notifications import make_notifier
 
-    app.notifier = make_notifier(config)
-    if app.notifier is not None:
-        app.services.append(app.notifier)
+        app.notifier = make_notifier(config)
+        if app.notifier is not None:
+            app.services.append(app.notifier)
     _add_health_and_metrics(app, driver, metrics)
     return app
 

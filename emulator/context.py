@@ -37,10 +37,11 @@ class Context:
 
     def url_for(self, endpoint: str, **values: t.Any) -> str:
         """A ``Location`` for ``endpoint``: absolute unless ``http.relativeurls`` is set."""
-        path = self.adapter.build(f"{self.api}.{endpoint}", values)
-        if self.config.http.relativeurls:
-            return path
-        return self.base_url() + path
+        return self.url_base() + self.adapter.build(f"{self.api}.{endpoint}", values)
+
+    def url_base(self) -> str:
+        """What :meth:`url_for` puts before a route's path: ``""`` with ``http.relativeurls``."""
+        return "" if self.config.http.relativeurls else self.base_url()
 
     def base_url(self) -> str:
         if self.config.http.host:

@@ -169,6 +169,8 @@ def test_histograms_have_distributions_buckets(pax_registry_factory: RegistryFac
     # One request, so exactly one observation lands in the smallest bucket that holds it, cumulatively.
     base = by(samples["registry_http_request_duration_seconds_bucket"], "method", "handler", "le")
     assert base[("get", "base", "+Inf")] == 1.0
+    # As Go's client writes them: no *_created samples beside counters and histograms.
+    assert [name for name in samples if name.endswith("_created")] == []
 
 
 def test_cache_counts_requests_hits_and_misses(pax_registry_factory: RegistryFactory) -> None:

@@ -12,7 +12,9 @@ made and waited for; delivery is in order, so an event from the first would have
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -26,13 +28,22 @@ from pathlib import Path
 import pytest
 import requests
 
+from emulator import routes
 from emulator.config import EndpointConfig
 from emulator.notifications import ENVELOPE_MEDIA_TYPE
 from emulator.notifications import EndpointMetrics
+from emulator.notifications.events import Captured
+from emulator.notifications.events import CapturedRequest
+from emulator.notifications.events import Encoder
+from emulator.notifications.events import Ids
+from emulator.notifications.events import encode_document
 from emulator.notifications.events import remote_addr
 from emulator.notifications.events import rfc3339nano
 from emulator.notifications.events import source_fields
+from emulator.notifications.events import timestamp
+from emulator.notifications.sender import MAX_BATCH_EVENTS
 from emulator.notifications.sender import EndpointSender
+from emulator.routes import build_map
 from pax_registry_fixtures import NotificationSink
 from pax_registry_fixtures import RegistryFactory
 from pax_registry_fixtures import RegistryServer
@@ -634,21 +645,25 @@ def test_an_endpoint_that_fails_twice_gets_every_event_in_order(
 
     events = sink.wait_for(action="push", count=3)
     assert [event["target"]["digest"] for event in events] == digests
-    assert [post.status for post in sink.requests] == [500, 500, 200, 200, 200]
-    # The failed POSTs carried the first event each time: nothing overtook it.
-    assert {json.loads(post.body)["events"][0]["target"]["digest"] for post in sink.requests[:3]} == {
-        digests[0]
-    }
+    posts = sink.requests
+    assert [post.status for post in posts[:3]] == [500, 500, 200]
+    assert all(post.status == 200 for post in posts[3:])
+    # The failed batch was sent again whole, byte for byte, and it started with the first event: nothing
+    # overtook it. Later events may have joined the queue meanwhile, never the batch.
+    assert posts[0].body == posts[1].body == posts[2].body
+    batch = len(json.loads(posts[0].body)["events"])
+    assert json.loads(posts[0].body)["events"][0]["target"]["digest"] == digests[0]
     counters = wait_for_metrics(registry, lambda m: m.pending == 0)
+    # Every count is of events, as distribution's are: each failed POST counts each event it carried.
     assert counters == EndpointMetrics(
         name=ENDPOINT,
         url=sink.url,
         pending=0,
         events=3,
         successes=3,
-        failures=2,
+        failures=2 * batch,
         errors=0,
-        statuses={"500 Internal Server Error": 2, "200 OK": 3},
+        statuses={"500 Internal Server Error": 2 * batch, "200 OK": 3},
     )
 
 
@@ -768,7 +783,7 @@ def test_reset_keeps_notifying(pax_registry_factory: RegistryFactory) -> None:
 
 
 def test_a_sender_keeps_what_it_holds_across_stop_and_start(pax_notifications: NotificationSink) -> None:
-    sender = EndpointSender(EndpointConfig(name="unit", url=pax_notifications.url))
+    sender = EndpointSender(EndpointConfig(name="unit", url=pax_notifications.url), encode_document)
     sender.put({"action": "push", "target": {"repository": "unit/one"}})
 
     sender.start()
@@ -790,7 +805,7 @@ def test_a_sender_keeps_what_it_holds_across_stop_and_start(pax_notifications: N
 
 def test_credentials_in_the_endpoint_url_are_sent_as_basic_auth(pax_notifications: NotificationSink) -> None:
     url = pax_notifications.url.replace("http://", "http://ci:p%40ss@")
-    sender = EndpointSender(EndpointConfig(name="unit", url=url))
+    sender = EndpointSender(EndpointConfig(name="unit", url=url), encode_document)
     sender.put({"action": "push", "target": {"repository": "unit/app"}})
 
     sender.start()
@@ -804,7 +819,9 @@ def test_credentials_in_the_endpoint_url_are_sent_as_basic_auth(pax_notification
 
 
 def test_an_unusable_endpoint_url_counts_errors(pax_notifications: NotificationSink) -> None:
-    sender = EndpointSender(EndpointConfig(name="unit", url="ftp://127.0.0.1/events", backoff=0.05))
+    sender = EndpointSender(
+        EndpointConfig(name="unit", url="ftp://127.0.0.1/events", backoff=0.05), encode_document
+    )
     sender.put({"action": "push", "target": {"repository": "unit/app"}})
 
     sender.start()
@@ -813,6 +830,218 @@ def test_an_unusable_endpoint_url_counts_errors(pax_notifications: NotificationS
     finally:
         sender.stop()
     assert sender.metrics().pending == 1
+
+
+# -- batching ------------------------------------------------------------------------------------------------
+
+
+def test_events_queued_behind_a_post_leave_in_bounded_batches_in_order(
+    pax_registry_factory: RegistryFactory,
+) -> None:
+    registry, sink = notifying(pax_registry_factory)
+    image = registry.push_image("team/app", "1.0")
+    url = registry.url_for(f"/v2/team/app/manifests/{image.digest}")
+    count = 2 * MAX_BATCH_EVENTS + 1
+    sink.pause()
+
+    with requests.Session() as session:
+        for n in range(count):
+            headers = {"Accept": OCI_MANIFEST, "User-Agent": f"client-{n}"}
+            pulled = session.head(url, headers=headers, timeout=30)
+            assert pulled.status_code == 200
+    sink.wait_until_held(1)
+    sink.resume()
+
+    events = sink.wait_for(action="pull", count=count)
+    assert [event["request"]["useragent"] for event in events] == [f"client-{n}" for n in range(count)]
+    sizes = [len(json.loads(post.body)["events"]) for post in sink.requests]
+    assert sum(sizes) == count
+    # The first POST left with what was queued when the sender woke; the rest waited behind it and
+    # left a full batch at a time.
+    assert max(sizes) == MAX_BATCH_EVENTS
+    assert len(sizes) < count // 2
+    counters = wait_for_metrics(registry, lambda m: m.pending == 0)
+    assert (counters.events, counters.successes, counters.statuses) == (count, count, {"200 OK": count})
+
+
+def test_a_failed_batch_is_retried_whole_and_counted_per_event(pax_registry_factory: RegistryFactory) -> None:
+    registry, sink = notifying(pax_registry_factory)
+    sink.pause()
+    first = upload(registry, "team/app", b"first")
+    sink.wait_until_held(1)
+    queued = [upload(registry, "team/app", f"layer {n}".encode()) for n in range(3)]
+    # The held POST is answered 200, the batch queued behind it 503 once.
+    sink.fail_next(1, status=200)
+    sink.fail_next(1, status=503)
+    sink.resume()
+
+    events = sink.wait_for(action="push", count=4)
+    assert [event["target"]["digest"] for event in events] == [first, *queued]
+    posts = sink.requests
+    assert [post.status for post in posts] == [200, 503, 200]
+    assert posts[1].body == posts[2].body
+    assert [event["target"]["digest"] for event in json.loads(posts[1].body)["events"]] == queued
+    counters = wait_for_metrics(registry, lambda m: m.pending == 0)
+    assert counters == EndpointMetrics(
+        name=ENDPOINT,
+        url=sink.url,
+        pending=0,
+        events=4,
+        successes=4,
+        failures=3,
+        errors=0,
+        statuses={"200 OK": 4, "503 Service Unavailable": 3},
+    )
+
+
+class _KeepAliveEndpoint:
+    """A bare HTTP/1.1 endpoint that answers every POST 200 and keeps its connections open, counting
+    them, until :meth:`close_connections` closes them as an idle timeout would."""
+
+    def __init__(self) -> None:
+        self.connections: list[socket.socket] = []
+        self.posts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/events"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        reader = connection.makefile("rb")
+        with contextlib.suppress(OSError, ValueError):
+            while request_line := reader.readline():
+                assert request_line.startswith(b"POST ")
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                reader.read(length)
+                self.posts += 1
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    def close_connections(self) -> None:
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+    def stop(self) -> None:
+        self.close_connections()
+        self._listener.close()
+
+
+def delivered(count: int, counters: EndpointMetrics) -> bool:
+    return counters.successes == count
+
+
+def test_one_connection_is_kept_and_replaced_once_the_endpoint_closed_it() -> None:
+    endpoint = _KeepAliveEndpoint()
+    sender = EndpointSender(EndpointConfig(name="unit", url=endpoint.url), encode_document)
+    sender.start()
+    try:
+        for n in range(1, 4):
+            sender.put({"action": "push", "target": {"repository": f"unit/{n}"}})
+            poll_counters(sender.metrics, functools.partial(delivered, n))
+        assert (endpoint.posts, len(endpoint.connections)) == (3, 1)
+
+        endpoint.close_connections()
+        sender.put({"action": "push", "target": {"repository": "unit/after"}})
+        counters = poll_counters(sender.metrics, lambda m: m.successes == 4)
+    finally:
+        sender.stop()
+        endpoint.stop()
+    assert len(endpoint.connections) == 2
+    # The closed connection was noticed and replaced: no failure, no error, nothing sent twice.
+    assert (counters.failures, counters.errors, endpoint.posts) == (0, 0, 4)
+
+
+def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() -> None:
+    adapter = build_map("").bind("registry.test")
+    ids = Ids()
+    source = {"addr": "box:5000", "instanceID": "instance"}
+    encode = Encoder(ids, source)
+
+    def captured(action: str, *, addr: str = "10.0.0.1:1", actor: str = "", **target: t.Any) -> Captured:
+        request = CapturedRequest(
+            ids.take(), addr, "registry.test", "GET", "agent", actor,
+            url_base="http://registry.test", adapter=adapter, api="v2",
+        )  # fmt: skip
+        return Captured(request, ids.take(), time.time(), action, **target)
+
+    digest = "sha256:" + "1" * 64
+    layer: dict[str, t.Any] = {"media_type": BLOB, "size": 7, "digest": digest, "repository": "team/app"}
+    samples = [
+        captured("pull", **layer, route=routes.BLOB),
+        captured("pull", **layer, route=routes.BLOB),  # the same kind of event again
+        captured("pull", **layer, route=routes.BLOB, addr="10.0.0.2:2"),
+        captured("pull", **layer, route=routes.BLOB, actor="ci"),
+        captured("mount", **layer, route=routes.BLOB, from_repository="team/base"),
+        captured("pull", **{**layer, "size": 8}, route=routes.BLOB),
+        captured(
+            "push",
+            media_type=OCI_MANIFEST,
+            size=3,
+            digest=digest,
+            repository="team/app",
+            route=routes.MANIFEST,
+            tag="1.0",
+            references=[{"digest": "sha256:" + "2" * 64}],
+        ),
+        captured("delete", repository="team/app", tag="1.0"),
+    ]
+    for event in samples:
+        request = event.request
+        url = ""
+        if event.route == routes.BLOB:
+            url = f"http://registry.test/v2/{event.repository}/blobs/{event.digest}"
+        elif event.route == routes.MANIFEST:
+            url = f"http://registry.test/v2/{event.repository}/manifests/{event.digest}"
+        expected_target = {
+            "mediaType": event.media_type,
+            "size": event.size,
+            "digest": event.digest,
+            "length": event.size,
+            "repository": event.repository,
+            "fromRepository": event.from_repository,
+            "url": url,
+            "tag": event.tag,
+            "references": event.references,
+        }
+        assert json.loads(encode(event)) == {
+            "id": ids.format(event.number),
+            "timestamp": rfc3339nano(datetime.datetime.fromtimestamp(event.when).astimezone()),
+            "action": event.action,
+            "target": {key: value for key, value in expected_target.items() if value},
+            "request": {
+                "id": ids.format(request.number),
+                "addr": request.addr,
+                "host": "registry.test",
+                "method": "GET",
+                "useragent": "agent",
+            },
+            "actor": {"name": request.actor} if request.actor else {},
+            "source": source,
+        }
+    numbers = [ids.format(event.number) for event in samples] + [
+        ids.format(e.request.number) for e in samples
+    ]
+    assert len(set(numbers)) == len(numbers)
+    assert all(uuid.UUID(number).version == 4 for number in numbers)
+
+
+@pytest.mark.parametrize("seconds", [1767322245.0, 1767322245.12, 1767322245.000001, 1767322245.9999996])
+def test_timestamps_of_time_time_are_written_as_for_the_local_time(seconds: float) -> None:
+    moment = datetime.datetime.fromtimestamp(seconds).astimezone()
+    assert timestamp(seconds) == rfc3339nano(moment)
 
 
 # -- the sink ----------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 POSTed to every configured endpoint (``notifications.endpoints``) in an envelope of media type
 ``application/vnd.docker.distribution.events.v1+json``.
 
-:mod:`.events` builds the JSON, :mod:`.sender` delivers it to one endpoint, :mod:`.notifier` ties the
-two to the registry's requests.
+:mod:`.events` records events and builds their JSON, :mod:`.sender` delivers them to one endpoint in
+batches, :mod:`.notifier` ties the two to the registry's requests.
 """
 
 from __future__ import annotations

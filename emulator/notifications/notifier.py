@@ -1,5 +1,6 @@
 """The registry's side of notifications: :class:`Notifier` hands each event to every endpoint that does
-not ignore it, and :class:`RequestNotifier` builds the events of one request for the handlers.
+not ignore it, and :class:`RequestNotifier` records the events of one request for the handlers, as
+:class:`~.events.Captured` values that each endpoint's sender turns into JSON in its own thread.
 
 Handlers call a :class:`RequestNotifier` only after the storage call succeeded, so a failed request
 notifies nobody. Where the emulator can do more than distribution 2.8, it notifies as 3.x does: a
@@ -10,15 +11,21 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import typing as t
 import uuid
 
+from .. import routes
 from . import events
-from .events import Event
+from .events import Captured
+from .events import CapturedRequest
+from .events import Encoder
+from .events import Ids
 from .sender import EndpointMetrics
 from .sender import EndpointSender
 
 if t.TYPE_CHECKING:
+    from werkzeug.routing import MapAdapter
     from werkzeug.wrappers import Request
 
     from ..config import EndpointConfig
@@ -27,15 +34,28 @@ if t.TYPE_CHECKING:
 log = logging.getLogger("emulator.notifications")
 
 
+class RequestView(t.Protocol):
+    """What the events of a request are built from: the handler's context (:class:`emulator.context.Context`)
+    offers it, and this package needs nothing else of it, so the context may name this package."""
+
+    request: Request
+    adapter: MapAdapter
+    api: str
+
+    def url_base(self) -> str: ...
+
+
 class _Filter:
     """What an endpoint ignores: events whose target media type or action is listed."""
 
     def __init__(self, endpoint: EndpointConfig) -> None:
         self.media_types = frozenset(endpoint.ignoredmediatypes)
         self.actions = frozenset(endpoint.ignoredactions)
+        #: Whether anything is ignored at all: most endpoints take every event.
+        self.active = bool(self.media_types or self.actions)
 
-    def drops(self, event: Event) -> bool:
-        return event["action"] in self.actions or event["target"].get("mediaType") in self.media_types
+    def drops(self, event: Captured) -> bool:
+        return event.action in self.actions or event.media_type in self.media_types
 
 
 class Notifier:
@@ -46,17 +66,19 @@ class Notifier:
 
     def __init__(self, config: NotificationsConfig, addr: str) -> None:
         self.include_references = config.includereferences
+        self.ids = Ids()
         self.source = events.source_fields(socket.gethostname(), addr, str(uuid.uuid4()))
-        self.senders: list[tuple[EndpointSender, _Filter]] = []
+        self.senders: list[tuple[EndpointSender[Captured], _Filter]] = []
         for endpoint in config.endpoints:
             if endpoint.disabled:
                 log.info("notifications endpoint %s (%s) is disabled", endpoint.name, endpoint.url)
                 continue
-            self.senders.append((EndpointSender(endpoint), _Filter(endpoint)))
+            sender = EndpointSender(endpoint, Encoder(self.ids, self.source))
+            self.senders.append((sender, _Filter(endpoint)))
 
-    def notify(self, event: Event) -> None:
+    def notify(self, event: Captured) -> None:
         for sender, ignored in self.senders:
-            if not ignored.drops(event):
+            if not (ignored.active and ignored.drops(event)):
                 sender.put(event)
 
     def endpoint_metrics(self) -> list[EndpointMetrics]:
@@ -71,14 +93,8 @@ class Notifier:
         for sender, _ in self.senders:
             sender.stop()
 
-    def for_request(
-        self,
-        request: Request,
-        user: str | None,
-        blob_url: t.Callable[[str, str], str],
-        manifest_url: t.Callable[[str, str], str],
-    ) -> RequestNotifier:
-        return RequestNotifier(self, request, user, blob_url, manifest_url)
+    def for_request(self, context: RequestView, user: str | None) -> RequestNotifier:
+        return RequestNotifier(self, context, user)
 
 
 class RequestNotifier:
@@ -86,98 +102,98 @@ class RequestNotifier:
 
     :param user: the authenticated user; without one, the Basic-auth user name the client sent (even
         with no authentication configured), as distribution reports it.
-    :param blob_url: the URL of ``(repository, digest)`` as a blob, as the registry's own links are built.
-    :param manifest_url: the same for a manifest.
     """
 
-    def __init__(
-        self,
-        notifier: Notifier,
-        request: Request,
-        user: str | None,
-        blob_url: t.Callable[[str, str], str],
-        manifest_url: t.Callable[[str, str], str],
-    ) -> None:
+    def __init__(self, notifier: Notifier, context: RequestView, user: str | None) -> None:
         self._notifier = notifier
-        self._request = request
+        self._context = context
         self._user = user
-        self._blob_url = blob_url
-        self._manifest_url = manifest_url
-        self._request_fields: dict[str, t.Any] | None = None
+        self._request: CapturedRequest | None = None
 
     def blob_pushed(self, repository: str, digest: str, size: int) -> None:
-        self._emit(events.PUSH, self._blob_target(repository, digest, size))
+        self._emit_blob(events.PUSH, repository, digest, size)
 
     def blob_pulled(self, repository: str, digest: str, size: int) -> None:
-        self._emit(events.PULL, self._blob_target(repository, digest, size))
+        self._emit_blob(events.PULL, repository, digest, size)
 
     def blob_mounted(self, repository: str, digest: str, size: int, from_repository: str | None) -> None:
-        self._emit(
-            events.MOUNT, self._blob_target(repository, digest, size, from_repository=from_repository or "")
-        )
+        self._emit_blob(events.MOUNT, repository, digest, size, from_repository or "")
 
     def blob_deleted(self, repository: str, digest: str) -> None:
-        self._emit(events.DELETE, events.target(digest=digest, repository=repository))
+        self._emit(events.DELETE, digest=digest, repository=repository)
 
     def manifest_pushed(
         self, repository: str, digest: str, media_type: str, content: bytes, tag: str | None
     ) -> None:
-        self._emit(events.PUSH, self._manifest_target(repository, digest, media_type, content, tag))
+        self._emit_manifest(events.PUSH, repository, digest, media_type, content, tag)
 
     def manifest_pulled(
         self, repository: str, digest: str, media_type: str, content: bytes, tag: str | None
     ) -> None:
-        self._emit(events.PULL, self._manifest_target(repository, digest, media_type, content, tag))
+        self._emit_manifest(events.PULL, repository, digest, media_type, content, tag)
 
     def manifest_deleted(self, repository: str, digest: str, tags: t.Iterable[str]) -> None:
         """A manifest deleted by digest, then each tag that pointed at it and went with it."""
-        self._emit(events.DELETE, events.target(digest=digest, repository=repository))
+        self._emit(events.DELETE, digest=digest, repository=repository)
         for tag in tags:
             self.tag_deleted(repository, tag)
 
     def tag_deleted(self, repository: str, tag: str) -> None:
-        self._emit(events.DELETE, events.target(repository=repository, tag=tag))
+        self._emit(events.DELETE, repository=repository, tag=tag)
 
-    def _blob_target(
-        self, repository: str, digest: str, size: int, *, from_repository: str = ""
-    ) -> dict[str, t.Any]:
-        return events.target(
+    def _emit_blob(
+        self, action: str, repository: str, digest: str, size: int, from_repository: str = ""
+    ) -> None:
+        self._emit(
+            action,
             media_type=events.BLOB_MEDIA_TYPE,
             size=size,
             digest=digest,
             repository=repository,
             from_repository=from_repository,
-            url=self._blob_url(repository, digest),
+            route=routes.BLOB,
         )
 
-    def _manifest_target(
-        self, repository: str, digest: str, media_type: str, content: bytes, tag: str | None
-    ) -> dict[str, t.Any]:
-        return events.target(
+    def _emit_manifest(
+        self, action: str, repository: str, digest: str, media_type: str, content: bytes, tag: str | None
+    ) -> None:
+        self._emit(
+            action,
             media_type=media_type,
             size=len(content),
             digest=digest,
             repository=repository,
-            url=self._manifest_url(repository, digest),
+            route=routes.MANIFEST,
             tag=tag or "",
             references=events.references(content) if self._notifier.include_references else None,
         )
 
-    def _emit(self, action: str, target: dict[str, t.Any]) -> None:
-        if self._request_fields is None:
-            # One id for every event of a request, as distribution's request context has one.
-            request = self._request
-            self._request_fields = events.request_fields(
-                request_id=str(uuid.uuid4()),
-                environ=request.environ,
-                host=request.headers.get("Host", ""),
-                method=request.method,
-                user_agent=request.headers.get("User-Agent", ""),
-            )
+    def _emit(self, action: str, **target: t.Any) -> None:
+        request = self._request
+        if request is None:
+            request = self._request = self._capture()
+        notifier = self._notifier
+        notifier.notify(Captured(request, notifier.ids.take(), time.time(), action, **target))
+
+    def _capture(self) -> CapturedRequest:
+        """What every event of this request repeats; one id for them all, as distribution's request
+        context has one."""
+        context = self._context
+        request = context.request
+        environ = request.environ
         actor = self._user
-        if actor is None:
-            authorization = self._request.authorization
+        if actor is None and "HTTP_AUTHORIZATION" in environ:
+            authorization = request.authorization
             if authorization is not None and authorization.type == "basic":
                 actor = authorization.username
-        event = events.event(action, target, self._request_fields, actor, self._notifier.source)
-        self._notifier.notify(event)
+        return CapturedRequest(
+            self._notifier.ids.take(),
+            events.remote_addr(environ),
+            environ.get("HTTP_HOST", ""),
+            request.method,
+            environ.get("HTTP_USER_AGENT", ""),
+            actor or "",
+            url_base=context.url_base(),
+            adapter=context.adapter,
+            api=context.api,
+        )

@@ -1,13 +1,27 @@
 """Delivery to one notification endpoint: a bounded in-order queue drained by one daemon thread.
 
-Each event is one POST. A failed POST is retried forever, as distribution's retrying sink does: up to
+Events go out in batches: one POST carries every event queued when it leaves, up to
+:data:`MAX_BATCH_EVENTS` events and :data:`MAX_BATCH_BYTES` of JSON, in the ``events`` array of
+distribution's envelope. The envelope was made for this (2.8's sinks write blocks of events), though
+distribution itself puts one event in each POST, so an endpoint written for it must read the whole
+array, as the envelope's format asks. Batching is what keeps notifications cheap: a POST costs the
+registry's interpreter far more than the event it carries. A sender that finds its queue empty sleeps
+until an event arrives, which then leaves at once; while events keep coming, it makes at most one POST
+per :data:`SEND_INTERVAL`, so a busy registry sends a few large POSTs instead of one per request, and
+an event waits at most that long for the events that share its POST.
+
+A failed POST is retried forever with the same batch, as distribution's retrying sink does: up to
 ``threshold`` tries back to back, then one try per ``backoff`` until one succeeds, which resets the
 count. Later events wait behind it, so an endpoint sees events in the order they happened. A request
-only ever appends to the queue, so a slow or dead endpoint never slows the registry.
+only ever appends to the queue (waking the sender only when it sleeps), so a slow or dead endpoint
+never slows the registry. The counters count events, as distribution's do: a POST of ten events that
+fails adds ten failures.
 
-The POST is made with :mod:`http.client` rather than urllib: urllib turns a redirected POST into a GET
-or raises on 307, while a plain status check counts any 2xx or 3xx as delivered, which is what
-distribution's status check sees for a redirect it could follow.
+One connection is kept open to the endpoint and reused (HTTP/1.1 keep-alive); a connection the
+endpoint closed while idle is replaced once without counting a failure, as Go's client does. The POST
+is made with :mod:`http.client` rather than urllib: urllib turns a redirected POST into a GET or raises
+on 307, while a plain status check counts any 2xx or 3xx as delivered, which is what distribution's
+status check sees for a redirect it could follow.
 """
 
 from __future__ import annotations
@@ -26,7 +40,6 @@ from dataclasses import dataclass
 from dataclasses import field
 
 from .events import ENVELOPE_MEDIA_TYPE
-from .events import Event
 from .events import envelope
 
 if t.TYPE_CHECKING:
@@ -38,6 +51,14 @@ log = logging.getLogger("emulator.notifications")
 USER_AGENT = "Go-http-client/1.1"
 #: How long :meth:`EndpointSender.stop` waits for the thread, beyond aborting a POST in flight.
 STOP_WAIT = 2.0
+#: The most events one POST carries.
+MAX_BATCH_EVENTS = 100
+#: The most JSON one POST carries, unless a single event is larger.
+MAX_BATCH_BYTES = 1 << 20
+#: The least time between two POSTs while events keep coming, in seconds.
+SEND_INTERVAL = 0.01
+
+_T = t.TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -51,13 +72,13 @@ class EndpointMetrics:
     pending: int
     #: Accepted for delivery (ignored events are not).
     events: int
-    #: POSTs answered 2xx or 3xx.
+    #: Events in POSTs answered 2xx or 3xx.
     successes: int
-    #: POSTs answered with any other status.
+    #: Events in POSTs answered with any other status.
     failures: int
-    #: POSTs that got no answer: connection refused, timeout, reset.
+    #: Events in POSTs that got no answer: connection refused, timeout, reset.
     errors: int
-    #: Answers by status line, such as ``"500 Internal Server Error"``.
+    #: Events by the status line of the answer to their POST, such as ``"500 Internal Server Error"``.
     statuses: dict[str, int] = field(default_factory=dict)
     #: Dropped unsent because the queue was full (an extension of ours: distribution's queue is unbounded).
     dropped: int = 0
@@ -71,12 +92,17 @@ class DeliveryError(Exception):
         self.status = status
 
 
-class EndpointSender:
-    """The queue and delivery thread of one endpoint; a :class:`~emulator.app.Service`."""
+class EndpointSender(t.Generic[_T]):
+    """The queue and delivery thread of one endpoint; a :class:`~emulator.app.Service`.
 
-    def __init__(self, endpoint: EndpointConfig) -> None:
+    :param encode: one queued event's JSON; called in the delivery thread.
+    """
+
+    def __init__(self, endpoint: EndpointConfig, encode: t.Callable[[_T], bytes]) -> None:
         self.endpoint = endpoint
+        self._encode = encode
         self._url = urllib.parse.urlsplit(endpoint.url)
+        self._limit = max(endpoint.queuesize, 1)
         # Credentials in the URL become Basic auth unless a configured header already authorizes, as Go's
         # client does.
         self._basic_auth: str | None = None
@@ -85,15 +111,18 @@ class EndpointSender:
             user = urllib.parse.unquote(self._url.username)
             password = urllib.parse.unquote(self._url.password or "")
             self._basic_auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._queue: collections.deque[Event] = collections.deque()
-        self._changed = threading.Condition()
+        self._queue: collections.deque[_T] = collections.deque()
+        # A plain lock under the condition: put() takes it once per event.
+        self._changed = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         # Set by stop(): each thread has its own, so a thread that outlives stop() cannot resume after a
         # later start().
         self._stopping = threading.Event()
+        # True while the thread waits for an event with nothing queued: only then does put() wake it.
+        self._sleeping = False
         self._in_flight = 0
         self._connection: http.client.HTTPConnection | None = None
-        # Circuit breaker state: failures since the last success, and when the last one happened.
+        # Circuit breaker state: failed tries since the last success, and when the last one happened.
         self._failures = 0
         self._last_failure = 0.0
         self._events = 0
@@ -107,20 +136,26 @@ class EndpointSender:
     def name(self) -> str:
         return self.endpoint.name
 
-    def put(self, event: Event) -> None:
+    def put(self, event: _T) -> None:
         """Queue ``event``; a full queue drops its oldest event to make room. Never blocks."""
         with self._changed:
-            if len(self._queue) >= max(self.endpoint.queuesize, 1):
-                self._queue.popleft()
+            queue = self._queue
+            full = len(queue) >= self._limit
+            if full:
+                queue.popleft()
                 self._dropped += 1
-                log.warning(
-                    "notifications endpoint %s: queue full (%d events), dropped the oldest event",
-                    self.name,
-                    len(self._queue) + 1,
-                )
-            self._queue.append(event)
+            queue.append(event)
             self._events += 1
-            self._changed.notify()
+            if self._sleeping or len(queue) == MAX_BATCH_EVENTS:
+                # Asleep, or waiting out the send interval with a whole batch ready.
+                self._sleeping = False
+                self._changed.notify()
+        if full:
+            log.warning(
+                "notifications endpoint %s: queue full (%d events), dropped the oldest event",
+                self.name,
+                self._limit,
+            )
 
     def metrics(self) -> EndpointMetrics:
         with self._changed:
@@ -161,24 +196,66 @@ class EndpointSender:
             thread.join(STOP_WAIT)
 
     def _run(self, stopping: threading.Event) -> None:
-        while True:
-            with self._changed:
-                while not self._queue and not stopping.is_set():
-                    self._changed.wait()
-                if stopping.is_set():
+        last_post = -SEND_INTERVAL
+        try:
+            while True:
+                batch = self._next_batch(stopping, last_post)
+                if batch is None:
                     return
-                event = self._queue.popleft()
-                self._in_flight = 1
-            try:
-                if not self._deliver(event, stopping):
-                    return
-            finally:
-                with self._changed:
-                    self._in_flight = 0
+                events, body = batch
+                try:
+                    if not self._deliver(events, body, stopping):
+                        return
+                finally:
+                    with self._changed:
+                        self._in_flight = 0
+                last_post = time.monotonic()
+        finally:
+            self._disconnect()
 
-    def _deliver(self, event: Event, stopping: threading.Event) -> bool:
-        """POST ``event`` until it is delivered; ``False`` when stopped first (the event is put back)."""
-        body = envelope([event])
+    def _next_batch(self, stopping: threading.Event, last_post: float) -> tuple[list[_T], bytes] | None:
+        """The events of the next POST, taken off the queue, and the POST's body; ``None`` once stopped."""
+        with self._changed:
+            while not stopping.is_set():
+                if not self._queue:
+                    self._sleeping = True
+                    self._changed.wait()
+                    continue
+                wait = last_post + SEND_INTERVAL - time.monotonic()
+                if wait <= 0 or len(self._queue) >= MAX_BATCH_EVENTS:
+                    break
+                self._changed.wait(wait)
+            self._sleeping = False
+            if stopping.is_set():
+                return None
+            events = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH_EVENTS))]
+            self._in_flight = len(events)
+        parts: list[bytes] = []
+        kept: list[_T] = []
+        size = 0
+        for number, event in enumerate(events):
+            try:
+                encoded = self._encode(event)
+            except Exception:
+                # A bug in encoding must not stop delivery of the events after this one.
+                log.exception("notifications endpoint %s: an event could not be encoded", self.name)
+                with self._changed:
+                    self._dropped += 1
+                    self._in_flight -= 1
+                continue
+            if parts and size + len(encoded) > MAX_BATCH_BYTES:
+                self._put_back(events[number:])
+                break
+            parts.append(encoded)
+            kept.append(event)
+            size += len(encoded)
+        return kept, envelope(parts)
+
+    def _deliver(self, events: list[_T], body: bytes, stopping: threading.Event) -> bool:
+        """POST ``body`` until it is delivered; ``False`` when stopped first (the events are put back)."""
+        if not events:
+            return True
+        count = len(events)
         while True:
             with self._changed:
                 wait = self._breaker_wait()
@@ -186,38 +263,44 @@ class EndpointSender:
                     self._changed.wait(wait)
                     wait = self._breaker_wait()
                 if stopping.is_set():
-                    self._put_back(event)
+                    self._put_back_locked(events)
                     return False
             try:
-                self._post(body, stopping)
+                status = self._post(body, stopping)
             except DeliveryError as error:
                 with self._changed:
                     if stopping.is_set():
-                        self._put_back(event)
+                        self._put_back_locked(events)
                         return False
                     self._failures += 1
                     self._last_failure = time.monotonic()
                     if error.status is None:
-                        self._errors += 1
+                        self._errors += count
                     else:
-                        self._failed += 1
-                        self._statuses[error.status] += 1
+                        self._failed += count
+                        self._statuses[error.status] += count
                 log.warning(
-                    "notifications endpoint %s: delivery to %s failed: %s",
+                    "notifications endpoint %s: delivery of %d events to %s failed: %s",
                     self.name,
+                    count,
                     self.endpoint.url,
                     error,
                 )
                 continue
             with self._changed:
                 self._failures = 0
-                self._successes += 1
+                self._successes += count
+                self._statuses[status] += count
             return True
 
-    def _put_back(self, event: Event) -> None:
-        # At the head, where it was: the next start delivers it first. Called holding the lock.
-        self._queue.appendleft(event)
-        self._in_flight = 0
+    def _put_back(self, events: list[_T]) -> None:
+        with self._changed:
+            self._put_back_locked(events)
+
+    def _put_back_locked(self, events: list[_T]) -> None:
+        # At the head, in their order: the next batch (or the next start) delivers them first.
+        self._queue.extendleft(reversed(events))
+        self._in_flight -= len(events)
 
     def _breaker_wait(self) -> float:
         """Seconds until another try is allowed: none while fewer than ``threshold`` tries failed in a
@@ -226,7 +309,18 @@ class EndpointSender:
             return 0.0
         return self._last_failure + _positive(self.endpoint.backoff, 1.0) - time.monotonic()
 
-    def _post(self, body: bytes, stopping: threading.Event) -> None:
+    def _post(self, body: bytes, stopping: threading.Event) -> str:
+        """POST ``body``; the answer's status line when it is 2xx or 3xx, else :class:`DeliveryError`."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                return self._post_on(connection, body)
+            except _StaleConnection:
+                # The endpoint closed the connection while it was idle: nothing reached it.
+                self._disconnect()
+        return self._post_on(self._connect(stopping), body)
+
+    def _connect(self, stopping: threading.Event) -> http.client.HTTPConnection:
         url = self._url
         timeout = _positive(self.endpoint.timeout, 1.0)
         connection: http.client.HTTPConnection
@@ -245,6 +339,11 @@ class EndpointSender:
                 raise DeliveryError("stopped")
             # Published for stop(), which shuts its socket down to end a POST waiting on the endpoint.
             self._connection = connection
+        return connection
+
+    def _post_on(self, connection: http.client.HTTPConnection, body: bytes) -> str:
+        reused = connection.sock is not None
+        url = self._url
         try:
             connection.putrequest(
                 "POST",
@@ -262,18 +361,31 @@ class EndpointSender:
             connection.endheaders(body)
             response = connection.getresponse()
             response.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
+            self._disconnect()
+            if reused:
+                raise _StaleConnection() from None
+            raise DeliveryError(str(error) or type(error).__name__) from None
         except (OSError, ValueError, http.client.HTTPException) as error:
             # ValueError: a configured header value that HTTP cannot carry (a line break).
+            self._disconnect()
             raise DeliveryError(str(error) or type(error).__name__) from None
-        finally:
-            with self._changed:
-                self._connection = None
-            connection.close()
+        if response.will_close:
+            self._disconnect()
         status = f"{response.status} {response.reason}".strip()
         if not 200 <= response.status < 400:
             raise DeliveryError(f"the endpoint answered {status}", status)
+        return status
+
+    def _disconnect(self) -> None:
         with self._changed:
-            self._statuses[status] += 1
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+class _StaleConnection(Exception):
+    """A kept-alive connection that the endpoint had closed before this POST."""
 
 
 def _positive(value: float, default: float) -> float:
