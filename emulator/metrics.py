@@ -92,6 +92,9 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25,
 #: go-metrics' size buckets: 1 KiB doubling 21 times, to 2 GiB.
 SIZE_BUCKETS = tuple(1024 * 2**k for k in range(22))
 
+#: The methods whose requests are labelled by their name (RFC 9110's and PATCH).
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"))
+
 #: client_golang's default buckets, which distribution's storage timer uses (prometheus_client's add
 #: 0.075, 0.75 and 7.5).
 STORAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -194,9 +197,11 @@ class Metrics:
     def end(self, begun: tuple[_Route, float], request: Request, response: Response) -> None:
         route, started = begun
         elapsed = time.perf_counter() - started
-        method = request.method
+        # A client may send any token as a method; each would be a new series without bound. Methods
+        # outside the standard ones count as "UNKNOWN", as client_golang since 1.15 labels them.
+        method = request.method if request.method in KNOWN_METHODS else "UNKNOWN"
         size = request_size(request)
-        sent = 0 if method == "HEAD" else response.content_length or 0
+        sent = 0 if request.method == "HEAD" else response.content_length or 0
         key = (response.status_code, method)
         with self.lock:
             duration = route.durations.get(method)
