@@ -55,7 +55,8 @@ class Sink:
     and the load generator, so it must cost as little as possible: a thread per connection reading raw
     HTTP/1.1 (the headers up to the blank line, then ``Content-Length`` bytes) and writing one canned
     answer. A WSGI server costs several times more per POST, and that cost would be charged to the
-    registry's row.
+    registry's row. It keeps its connections, so that a test can close them as an idle timeout would
+    (tests/test_notifications.py checks the sender replaces a connection the endpoint closed).
     """
 
     ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
@@ -63,6 +64,7 @@ class Sink:
     def __init__(self) -> None:
         self.posts = 0
         self.events = 0
+        self.connections: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/events"
@@ -74,11 +76,13 @@ class Sink:
                 connection, _ = self._listener.accept()
             except OSError:
                 return  # stopped
+            self.connections.append(connection)
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
         buffer = b""
-        with connection:
+        # OSError: the connection was closed under this thread by close_connections or stop.
+        with connection, contextlib.suppress(OSError):
             while True:
                 while b"\r\n\r\n" not in buffer:
                     chunk = connection.recv(65536)
@@ -100,10 +104,17 @@ class Sink:
                     self.events += events
                 connection.sendall(self.ANSWER)
 
+    def close_connections(self) -> None:
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
     def stop(self) -> None:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self._listener.close()
+        self.close_connections()
 
 
 def notifications_overhead(results: Results, plan: Plan, workdir: Path, seeded: Path) -> None:

@@ -98,8 +98,23 @@ def _json(document: t.Mapping[str, t.Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+class _Content:
+    """What blobs and manifests are named by: the digest of their exact bytes, and their length."""
+
+    content: bytes
+    algorithm: str
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.content, self.algorithm)
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
 @dataclass(frozen=True)
-class Blob:
+class Blob(_Content):
     """Bytes and the media type a descriptor gives them."""
 
     content: bytes
@@ -107,34 +122,18 @@ class Blob:
     #: The digest algorithm it is pushed and named with.
     algorithm: str = "sha256"
 
-    @property
-    def digest(self) -> str:
-        return digest_of(self.content, self.algorithm)
-
-    @property
-    def size(self) -> int:
-        return len(self.content)
-
     def descriptor(self, **extra: t.Any) -> dict[str, t.Any]:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, **extra}
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(_Content):
     """A manifest's exact bytes and the ``Content-Type`` it is pushed with."""
 
     content: bytes
     media_type: str
     name: str = ""
     algorithm: str = "sha256"
-
-    @property
-    def digest(self) -> str:
-        return digest_of(self.content, self.algorithm)
-
-    @property
-    def size(self) -> int:
-        return len(self.content)
 
     @property
     def document(self) -> dict[str, t.Any]:
@@ -302,45 +301,34 @@ def _referrers(run_id: str, rng: random.Random, subject: Manifest, missing_subje
     def note(name: str) -> dict[str, str]:
         return {ANNOTATION_KEY: f"{name}-{run_id}"}
 
-    def as_config(blob: Blob, media_type: str) -> Blob:
-        return Blob(blob.content, media_type)
+    def typed_pair(blob: Blob, artifact_type: str, name: str) -> tuple[Manifest, Manifest]:
+        """Two artifacts of ``artifact_type`` about the subject, one for each way the spec lets an
+        artifact say its type: its config's media type, and the ``artifactType`` field."""
+        by_config = image_manifest(
+            Blob(blob.content, artifact_type),
+            [EMPTY_JSON],
+            name=f"{name}-config",
+            subject=subject,
+            annotations=note(f"{name}-config"),
+        )
+        by_field = image_manifest(
+            EMPTY_JSON,
+            [blob],
+            name=f"{name}-layer",
+            artifact_type=artifact_type,
+            subject=subject,
+            annotations=note(f"{name}-layer"),
+        )
+        return by_config, by_field
 
-    a_config = image_manifest(
-        as_config(blob_a, ARTIFACT_TYPE_A),
-        [EMPTY_JSON],
-        name="a-config",
-        subject=subject,
-        annotations=note("a-config"),
-    )
-    a_layer = image_manifest(
-        EMPTY_JSON,
-        [blob_a],
-        name="a-layer",
-        artifact_type=ARTIFACT_TYPE_A,
-        subject=subject,
-        annotations=note("a-layer"),
-    )
+    a_config, a_layer = typed_pair(blob_a, ARTIFACT_TYPE_A, "a")
+    b_config, b_layer = typed_pair(blob_b, ARTIFACT_TYPE_B, "b")
     index = image_index(
         [a_config, a_layer],
         name="index",
         artifact_type=INDEX_ARTIFACT_TYPE,
         subject=subject,
         annotations=note("index"),
-    )
-    b_config = image_manifest(
-        as_config(blob_b, ARTIFACT_TYPE_B),
-        [EMPTY_JSON],
-        name="b-config",
-        subject=subject,
-        annotations=note("b-config"),
-    )
-    b_layer = image_manifest(
-        EMPTY_JSON,
-        [blob_b],
-        name="b-layer",
-        artifact_type=ARTIFACT_TYPE_B,
-        subject=subject,
-        annotations=note("b-layer"),
     )
     untyped_index = image_index(
         [b_config, b_layer], name="untyped-index", subject=subject, annotations=note("untyped-index")

@@ -23,11 +23,11 @@ from conformance.data import EMPTY_JSON
 from conformance.data import OCI_INDEX
 from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
+from conformance.workflow import Workflow
 
 if t.TYPE_CHECKING:
     from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
-    from conformance.data import Blob
     from conformance.data import Manifest
     from conformance.data import RunData
 
@@ -44,25 +44,8 @@ def tags_of(response: requests.Response) -> list[str]:
     return list(response.json().get("tags") or [])
 
 
-class Discovery:
-    """The workflow's state; each request runs once, when the first check needs it."""
-
-    def __init__(
-        self, registry: RegistryClient, repo: str, data: RunData, cleanup: Cleanup, profile: str
-    ) -> None:
-        self.registry = registry
-        self.repo = repo
-        self.data = data
-        self.cleanup = cleanup
-        self.profile = profile
-
-    def push_blob(self, blob: Blob) -> requests.Response:
-        self.cleanup.blob(self.repo, blob.digest)
-        return self.registry.push_blob(self.repo, blob)
-
-    def push_manifest(self, reference: str, manifest: Manifest) -> requests.Response:
-        self.cleanup.manifest(self.repo, manifest.digest)
-        return self.registry.push_manifest(self.repo, reference, manifest)
+class Discovery(Workflow):
+    """Tags and a subject with its referrers, pushed once for every check that lists them."""
 
     @functools.cached_property
     def config(self) -> requests.Response:

@@ -26,11 +26,11 @@ from conformance.data import INVALID_MANIFEST_NAME
 from conformance.data import OCI_MANIFEST
 from conformance.verdicts import end_if_not_offered
 from conformance.verdicts import profile_of
+from conformance.workflow import Workflow
 
 if t.TYPE_CHECKING:
     from conformance.client import RegistryClient
     from conformance.conftest import Cleanup
-    from conformance.data import Blob
     from conformance.data import Manifest
     from conformance.data import RunData
 
@@ -39,51 +39,35 @@ pytestmark = pytest.mark.pull
 TAG = "tagtest0"
 
 
-class Pull:
-    """The workflow's state; each request runs once, when the first check needs it."""
-
-    def __init__(
-        self, registry: RegistryClient, repo: str, data: RunData, cleanup: Cleanup, profile: str
-    ) -> None:
-        self.registry = registry
-        self.repo = repo
-        self.data = data
-        self.cleanup = cleanup
-        self.profile = profile
-
-    def _push_blob(self, blob: Blob) -> requests.Response:
-        self.cleanup.blob(self.repo, blob.digest)
-        return self.registry.push_blob(self.repo, blob)
+class Pull(Workflow):
+    """Two configs, a layer and two manifests, pushed once for every check that reads them back."""
 
     @functools.cached_property
     def config0(self) -> requests.Response:
-        return self._push_blob(self.data.configs[0])
+        return self.push_blob(self.data.configs[0])
 
     @functools.cached_property
     def config1(self) -> requests.Response:
-        return self._push_blob(self.data.configs[1])
+        return self.push_blob(self.data.configs[1])
 
     @functools.cached_property
     def layer(self) -> requests.Response:
-        return self._push_blob(self.data.layer)
+        return self.push_blob(self.data.layer)
 
     @functools.cached_property
     def manifest_by_tag(self) -> requests.Response:
         after(self.config0, self.layer)
-        manifest = self.data.manifests[0]
-        self.cleanup.manifest(self.repo, manifest.digest)
-        return self.registry.push_manifest(self.repo, TAG, manifest)
+        return self.push_manifest(TAG, self.data.manifests[0])
 
     @functools.cached_property
     def manifest_by_digest(self) -> requests.Response:
         after(self.config1, self.layer)
         manifest = self.data.manifests[1]
-        self.cleanup.manifest(self.repo, manifest.digest)
-        return self.registry.push_manifest(self.repo, manifest.digest, manifest)
+        return self.push_manifest(manifest.digest, manifest)
 
     @functools.cached_property
     def ranged(self) -> requests.Response:
-        return self._push_blob(self.data.ranged)
+        return self.push_blob(self.data.ranged)
 
     def ready(self) -> None:
         after(self.manifest_by_tag, self.manifest_by_digest)
@@ -135,7 +119,7 @@ def assert_manifest(pull: Pull, response: requests.Response, manifest: Manifest,
 class TestSetup:
     @pytest.mark.parametrize("blob", ["config0", "config1"])
     def test_populate_registry_with_test_blob(self, pull: Pull, blob: str) -> None:
-        response = t.cast(requests.Response, getattr(pull, blob))
+        response = t.cast("requests.Response", getattr(pull, blob))
         assert_created(response)
 
     def test_populate_registry_with_test_layer(self, pull: Pull) -> None:

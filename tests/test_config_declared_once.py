@@ -30,64 +30,11 @@ from emulator.config.schema import REFUSED
 from emulator.config.schema import SCHEMA
 from emulator.config.schema import Node
 from emulator.config.schema import leaves
+from tests.test_configuration import EVERY_SECTION
 
 #: Documents that, between them, take every branch of the reader.
 COVERING = [
-    """\
-version: 0.1
-loglevel: debug
-log: {formatter: json, fields: {a: 1}, accesslog: {disabled: true}}
-storage:
-  s3: {region: r, bucket: b, accesskey: AK, secretkey: SK, port: 9000, regionendpoint: "http://s3:9000",
-       host: h, keyid: k, useragent: u}
-  cache: {blobdescriptor: redis, blobdescriptorsize: 5}
-  delete: {enabled: true}
-  redirect: {disable: true}
-  maintenance:
-    uploadpurging: {enabled: false, age: 90m, interval: 1.5s, dryrun: true}
-    readonly: {enabled: true}
-http:
-  addr: "[::1]:0"
-  prefix: /reg/
-  host: https://registry.example
-  relativeurls: true
-  secret: hush
-  draintimeout: 250ms
-  maxconnections: 7
-  headers: {X-A: [yes]}
-  tls:
-    letsencrypt: {cachefile: /le, email: a@b.c, hosts: [h.example], http01addr: ":80"}
-    minimumtls: tls1.3
-    clientcas: [/ca.pem]
-  http2: {disabled: true}
-  debug: {addr: "127.0.0.1:0", prometheus: {enabled: true, path: /m}}
-auth: {htpasswd: {realm: r, path: /h}}
-redis:
-  addr: localhost:6379
-  password: pw
-  db: 2
-  dialtimeout: 1s
-  pool: {maxidle: 1, maxactive: 2, idletimeout: 1h1m1s}
-catalog: {maxentries: 5}
-tags: {maxtags: 6}
-notifications:
-  events: {includereferences: true}
-  endpoints:
-    - {name: a, url: "http://hook.example/a", headers: {Authorization: [Bearer x]}, timeout: 2s,
-       threshold: 3, backoff: 250ms, ignoredmediatypes: [m1], ignore: {mediatypes: [m2], actions: [pull]},
-       queuesize: 5}
-health:
-  storagedriver: {enabled: true, interval: 5s, threshold: 2}
-  file: [{file: /down}]
-  http: [{uri: "http://up.example/", headers: {X-H: [v]}, statuscode: 204, timeout: 1s, threshold: 1}]
-  tcp: [{addr: "db:5432", timeout: 3s, interval: 1m}]
-proxy: {remoteurl: "https://upstream.example", username: u, password: p, ttl: 0}
-validation:
-  enabled: true
-  disabled: false
-  manifests: {urls: {allow: ["^https://"], deny: ["evil"]}}
-  packs: {enabled: true, floatingtags: true}
-""",
+    EVERY_SECTION,
     "version: 0.1\nstorage: {s3aws: {region: r, bucket: b}, cache: {layerinfo: inmemory}}\n",
     "version: 0.1\nstorage: {filesystem: {rootdirectory: /d, maxthreads: 30}}\n"
     "http: {tls: {certificate: /c.pem, key: /k.pem, ciphersuites: [TLS_AES_128_GCM_SHA256]}}\n",

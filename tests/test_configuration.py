@@ -817,16 +817,15 @@ def test_development_default_content_security_policy_is_balanced() -> None:
 # -- the settings in effect --------------------------------------------------------------------------
 
 
-EFFECTIVE_CASES = {
-    "development default": (None, {}),
-    "pack registry": (config.pack_registry_default_path(), {}),
-    "tutorial": (TUTORIAL, {}),
-    "everything": (
-        """\
+#: Every section, with values other than the defaults (and the keys distribution still takes under older
+#: names): the settings in effect must read back the same, and the reader must take each of its branches.
+EVERY_SECTION = """\
 version: 0.1
-log: {level: debug, formatter: json, fields: {a: 1}, accesslog: {disabled: true}}
+loglevel: debug
+log: {formatter: json, fields: {a: 1}, accesslog: {disabled: true}}
 storage:
-  s3: {region: r, bucket: b, accesskey: AK, secretkey: SK, port: 9000, regionendpoint: "http://s3:9000"}
+  s3: {region: r, bucket: b, accesskey: AK, secretkey: SK, port: 9000, regionendpoint: "http://s3:9000",
+       host: h, keyid: k, useragent: u}
   cache: {blobdescriptor: redis, blobdescriptorsize: 5}
   delete: {enabled: true}
   redirect: {disable: true}
@@ -843,10 +842,11 @@ http:
   maxconnections: 7
   headers: {X-A: [yes]}
   tls:
-    letsencrypt: {cachefile: /le, email: a@b.c, hosts: [h.example]}
+    letsencrypt: {cachefile: /le, email: a@b.c, hosts: [h.example], http01addr: ":80"}
     minimumtls: tls1.3
     clientcas: [/ca.pem]
   http2: {disabled: true}
+  debug: {addr: "127.0.0.1:0", prometheus: {enabled: true, path: /m}}
 auth: {htpasswd: {realm: r, path: /h}}
 redis:
   addr: localhost:6379
@@ -870,11 +870,19 @@ health:
   tcp: [{addr: "db:5432", timeout: 3s, interval: 1m}]
 proxy: {remoteurl: "https://upstream.example", username: u, password: p, ttl: 0}
 validation:
+  enabled: false
   disabled: true
   manifests: {urls: {allow: ["^https://"], deny: ["evil"]}}
   packs: {enabled: true, floatingtags: true}
-""",
-        {"REGISTRY_HTTP_MAXCONNECTIONS": "9", "REGISTRY_HTTP_DEBUG_ADDR": "127.0.0.1:0"},
+"""
+
+EFFECTIVE_CASES = {
+    "development default": (None, {}),
+    "pack registry": (config.pack_registry_default_path(), {}),
+    "tutorial": (TUTORIAL, {}),
+    "everything": (
+        EVERY_SECTION,
+        {"REGISTRY_HTTP_MAXCONNECTIONS": "9", "REGISTRY_HTTP_DEBUG_ADDR": "127.0.0.1:5001"},
     ),
     "filesystem and a certificate": (
         "version: 0.1\nstorage: {filesystem: {rootdirectory: /d, maxthreads: 30}}\n"

@@ -11,8 +11,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import typing as t
 from pathlib import Path
 
@@ -24,8 +22,8 @@ from emulator import config as configuration
 from pax_registry_fixtures.client import Client
 from pax_registry_fixtures.distribution import write_htpasswd
 from pax_registry_fixtures.process import RegistryProcess
-from pax_registry_fixtures.process import clean_environ
 from pax_registry_fixtures.seeding import image_manifest
+from tests.test_cli_errors import run_cli
 
 TIMEOUT = 30
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -358,18 +356,6 @@ def test_tutorial_dockerfile_env_over_tutorial_config(tmp_path: Path) -> None:
 
 
 # -- bad configurations through the real command line ----------------------------------------------------
-
-
-def run_cli(*args: str, env: t.Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emulator", *args],
-        capture_output=True,
-        text=True,
-        env=clean_environ(env),
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
 
 
 CONFIG = "{config}"  # stands for the configuration file's path in the expected words

@@ -41,17 +41,19 @@ from emulator.reference import Digest
 from pax_registry_fixtures.factory import RegistryFactory
 from pax_registry_fixtures.packs import pack_dir
 from pax_registry_fixtures.server import RegistryServer
+from tests.packhelpers import ORAS_CONFIG
+from tests.packhelpers import ORAS_LAYER
+from tests.packhelpers import REPOSITORY
+from tests.packhelpers import TITLE
+from tests.packhelpers import archive_of
+from tests.packhelpers import assert_nothing_stored
+from tests.packhelpers import client_fixture  # noqa: F401 - a fixture
+from tests.packhelpers import manifest_for
+from tests.packhelpers import problems_of
+from tests.packhelpers import push_archive
+from tests.packhelpers import registry_fixture  # noqa: F401 - a fixture
 from tests.rawhttp import RawConnection
 from tests.test_health import wait_for_status
-from tests.test_pack_push import ORAS_CONFIG
-from tests.test_pack_push import ORAS_LAYER
-from tests.test_pack_push import REPOSITORY
-from tests.test_pack_push import TITLE
-from tests.test_pack_push import archive_of
-from tests.test_pack_push import assert_nothing_stored
-from tests.test_pack_push import manifest_for
-from tests.test_pack_push import problems_of
-from tests.test_pack_push import push_archive
 from tests.test_validation import OCI_MANIFEST
 from tests.test_validation import OCI_NONDIST_GZIP
 from tests.test_validation import Case
@@ -69,18 +71,6 @@ if t.TYPE_CHECKING:
 TOP = "pax-demo-1.0.0"
 PROXY_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 PROXY_REPOSITORY = "team/app"
-
-
-@pytest.fixture
-def registry(pax_registry_factory: RegistryFactory) -> RegistryServer:
-    return pax_registry_factory(packs=True, delete=True)
-
-
-@pytest.fixture
-def client(registry: RegistryServer) -> t.Iterator[RegistryClient]:
-    client = RegistryClient(registry.url)
-    yield client
-    client.close()
 
 
 # -- pack archives ----------------------------------------------------------------------------------
@@ -656,6 +646,10 @@ class Blackhole:
                 conn, _ = self.sock.accept()
                 self.accepted.append(conn)
                 self.first.set()
+                self.answer(conn)
+
+    def answer(self, conn: socket.socket) -> None:
+        """Never: the connection stays open and silent until ``close``."""
 
     def close(self) -> None:
         self.sock.close()
@@ -967,13 +961,8 @@ def is_open(conn: socket.socket) -> bool:
 class Trickle(Blackhole):
     """A listener that answers a byte at a time, 20 ms apart, forever: every read succeeds in time."""
 
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = self.sock.accept()
-                self.accepted.append(conn)
-                self.first.set()
-                threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+    def answer(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):

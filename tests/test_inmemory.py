@@ -228,12 +228,18 @@ def pieces(content: bytes, size: int = 1000) -> t.Iterator[bytes]:
         yield content[offset : offset + size]
 
 
+def pushed_to_first(uploads: UploadStore, size: int) -> tuple[bytes, Digest]:
+    """``size`` random bytes pushed whole to the repository ``first``: the blob the next push repeats."""
+    content = os.urandom(size)
+    digest = Digest.of(content)
+    uploads.finish("first", uploads.start("first").id, digest, pieces(content))
+    return content, digest
+
+
 def test_a_blob_pushed_again_in_one_put_is_verified_and_linked_without_being_written(
     uploads: UploadStore, counting: CountingFileSystem
 ) -> None:
-    content = os.urandom(10_000)
-    digest = Digest.of(content)
-    uploads.finish("first", uploads.start("first").id, digest, pieces(content))
+    content, digest = pushed_to_first(uploads, 10_000)
     assert counting.written == len(content)
 
     upload = uploads.start("second")
@@ -247,9 +253,7 @@ def test_a_blob_pushed_again_in_one_put_is_verified_and_linked_without_being_wri
 def test_a_blob_pushed_again_with_other_bytes_or_length_is_refused_and_not_linked(
     uploads: UploadStore, counting: CountingFileSystem
 ) -> None:
-    content = os.urandom(5000)
-    digest = Digest.of(content)
-    uploads.finish("first", uploads.start("first").id, digest, pieces(content))
+    content, digest = pushed_to_first(uploads, 5000)
 
     upload = uploads.start("second")
     with pytest.raises(SizeInvalid):
@@ -265,9 +269,7 @@ def test_a_blob_pushed_again_with_other_bytes_or_length_is_refused_and_not_linke
 def test_an_upload_holding_data_is_finished_as_ever_even_for_a_stored_blob(
     uploads: UploadStore, counting: CountingFileSystem
 ) -> None:
-    content = os.urandom(5000)
-    digest = Digest.of(content)
-    uploads.finish("first", uploads.start("first").id, digest, pieces(content))
+    content, digest = pushed_to_first(uploads, 5000)
     upload = uploads.start("second")
     uploads.append("second", upload.id, [content[:3000]])
     uploads.finish("second", upload.id, digest, [content[3000:]], start=3000)

@@ -35,6 +35,7 @@ from pax_registry_fixtures import RegistryServer
 from pax_registry_fixtures.middleware import RecordedRequest
 from tests.clients import oras_client
 from tests.rawhttp import RawConnection
+from tests.test_health import wait_for_status
 
 DEBUG: dict[str, t.Any] = {"http": {"debug": {"addr": "127.0.0.1:0", "prometheus": {"enabled": True}}}}
 HANDLERS = ("base", "manifest", "tags", "blob", "blob_upload", "blob_upload_chunk", "catalog", "referrers")
@@ -352,14 +353,3 @@ def test_notification_families_follow_the_senders(pax_registry_factory: Registry
     assert by(samples["registry_notifications_pending_total"], "endpoint") == {("pax-notifications",): 0.0}
     statuses = by(samples["registry_notifications_status_total"], "code", "endpoint")
     assert statuses[("500 Internal Server Error", "pax-notifications")] == 1.0
-
-
-def wait_for_status(url: str, status: int, timeout: float = 30.0) -> requests.Response:
-    """Poll ``url`` until it answers ``status`` (health checks run in their own threads)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = requests.get(url, timeout=30)
-        if response.status_code == status or time.monotonic() > deadline:
-            assert response.status_code == status, f"{url} still answers {response.status_code}"
-            return response
-        time.sleep(0.02)

@@ -12,7 +12,6 @@ made and waited for; delivery is in order, so an event from the first would have
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import functools
 import hashlib
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from benchmarks.features import Sink
 from emulator import routes
 from emulator.config import EndpointConfig
 from emulator.notifications import ENVELOPE_MEDIA_TYPE
@@ -894,57 +894,12 @@ def test_a_failed_batch_is_retried_whole_and_counted_per_event(pax_registry_fact
     )
 
 
-class _KeepAliveEndpoint:
-    """A bare HTTP/1.1 endpoint that answers every POST 200 and keeps its connections open, counting
-    them, until :meth:`close_connections` closes them as an idle timeout would."""
-
-    def __init__(self) -> None:
-        self.connections: list[socket.socket] = []
-        self.posts = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/events"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
-
-    def _serve(self, connection: socket.socket) -> None:
-        reader = connection.makefile("rb")
-        with contextlib.suppress(OSError, ValueError):
-            while request_line := reader.readline():
-                assert request_line.startswith(b"POST ")
-                length = 0
-                while (line := reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.decode().partition(":")
-                    if name.lower() == "content-length":
-                        length = int(value)
-                reader.read(length)
-                self.posts += 1
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-
-    def close_connections(self) -> None:
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-
-    def stop(self) -> None:
-        self.close_connections()
-        self._listener.close()
-
-
 def delivered(count: int, counters: EndpointMetrics) -> bool:
     return counters.successes == count
 
 
 def test_one_connection_is_kept_and_replaced_once_the_endpoint_closed_it() -> None:
-    endpoint = _KeepAliveEndpoint()
+    endpoint = Sink()
     sender = EndpointSender(EndpointConfig(name="unit", url=endpoint.url), encode_document)
     sender.start()
     try:

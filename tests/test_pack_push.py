@@ -13,7 +13,6 @@ import typing as t
 from pathlib import Path
 
 import pytest
-import requests
 
 from conformance.client import RegistryClient
 from conformance.client import error_codes
@@ -26,78 +25,21 @@ from pax_registry_fixtures.packs import pack_archive
 from pax_registry_fixtures.packs import pack_dir
 from pax_registry_fixtures.server import RegistryServer
 from tests.clients import oras_client
+from tests.packhelpers import OCI_MANIFEST
+from tests.packhelpers import ORAS_CONFIG
+from tests.packhelpers import ORAS_LAYER
+from tests.packhelpers import REPOSITORY
+from tests.packhelpers import TITLE
+from tests.packhelpers import archive_of
+from tests.packhelpers import assert_nothing_stored
+from tests.packhelpers import client_fixture  # noqa: F401 - a fixture
+from tests.packhelpers import manifest_for
+from tests.packhelpers import problems_of
+from tests.packhelpers import push_archive
+from tests.packhelpers import registry_fixture  # noqa: F401 - a fixture
 from tests.test_pack_model import SCHEMA_CASES
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-#: What oras-py gives a file it pushes, and the config it writes (oras' defaults).
-ORAS_LAYER = "application/vnd.oci.image.layer.v1.tar"
-ORAS_CONFIG = "application/vnd.unknown.config.v1+json"
-TITLE = "org.opencontainers.image.title"
-REPOSITORY = "spectro-packs/archive/pax-demo"
-
-
-@pytest.fixture
-def registry(pax_registry_factory: RegistryFactory) -> RegistryServer:
-    return pax_registry_factory(packs=True, delete=True)
-
-
-@pytest.fixture
-def client(registry: RegistryServer) -> t.Iterator[RegistryClient]:
-    client = RegistryClient(registry.url)
-    yield client
-    client.close()
-
-
-def archive_of(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.add(folder, arcname=folder.name)
-    return buffer.getvalue()
-
-
-def manifest_for(layers: t.Sequence[dict[str, t.Any]], config: Blob) -> Manifest:
-    document = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config.descriptor(),
-        "layers": layers,
-    }
-    return Manifest(json.dumps(document).encode(), OCI_MANIFEST)
-
-
-def push_archive(
-    client: RegistryClient,
-    repository: str,
-    reference: str,
-    data: bytes,
-    *,
-    title: str = "pax-demo-1.0.0.tar.gz",
-) -> requests.Response:
-    """Push ``data`` as ``oras push`` pushes a file: one titled layer and oras' empty config."""
-    layer = Blob(data, ORAS_LAYER)
-    config = Blob(b"{}", ORAS_CONFIG)
-    for blob in (layer, config):
-        assert client.push_blob(repository, blob).status_code == 201
-    manifest = manifest_for([layer.descriptor(annotations={TITLE: title})], config)
-    if reference == "@digest":
-        reference = manifest.digest
-    return client.push_manifest(repository, reference, manifest)
-
-
-def problems_of(response: requests.Response) -> set[tuple[str, str]]:
-    assert response.status_code == 400, response.text
-    assert error_codes(response) == ["MANIFEST_INVALID"]
-    error = response.json()["errors"][0]
-    assert error["message"].startswith("invalid pack: ")
-    return {(p["path"], p["rule"]) for p in error["detail"]["problems"]}
-
-
-def assert_nothing_stored(
-    registry: RegistryServer, client: RegistryClient, repository: str, tag: str
-) -> None:
-    assert client.get(f"/v2/{repository}/manifests/{tag}").status_code == 404
-    assert registry.registry.manifests.digests(repository) == []
 
 
 # -- good packs -------------------------------------------------------------------------------------

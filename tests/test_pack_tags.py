@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import typing as t
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,9 @@ from emulator.packs.parenttags import choose
 from pax_registry_fixtures.factory import RegistryFactory
 from pax_registry_fixtures.packs import pack_dir
 from pax_registry_fixtures.server import RegistryServer
-
-REPOSITORY = "spectro-packs/archive/pax-demo"
-
+from tests.packhelpers import REPOSITORY
+from tests.packhelpers import client_fixture  # noqa: F401 - a fixture
+from tests.packhelpers import registry_fixture  # noqa: F401 - a fixture
 
 # -- versions ---------------------------------------------------------------------------------------
 
@@ -83,18 +82,6 @@ def test_choose_takes_the_highest_release_per_parent_and_group() -> None:
 
 
 # -- over HTTP --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def registry(pax_registry_factory: RegistryFactory) -> RegistryServer:
-    return pax_registry_factory(packs=True, delete=True)
-
-
-@pytest.fixture
-def client(registry: RegistryServer) -> t.Iterator[RegistryClient]:
-    client = RegistryClient(registry.url)
-    yield client
-    client.close()
 
 
 class Packs:
