@@ -10,6 +10,7 @@ changes no value and costs a third more bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import ipaddress
@@ -191,37 +192,25 @@ class Ids:
         return f"{self._prefix}{number & 0xFFFFFFFFFFFF:012x}"
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class CapturedRequest:
     """What the events of one request share: its id, distribution's ``request`` and ``actor``, and what
     the URLs of its targets are built from (:meth:`~emulator.context.Context.url_for`'s parts)."""
 
-    __slots__ = ("actor", "adapter", "addr", "api", "host", "method", "number", "url_base", "useragent")
-
-    def __init__(
-        self,
-        number: int,
-        addr: str,
-        host: str,
-        method: str,
-        useragent: str,
-        actor: str,
-        *,
-        url_base: str,
-        adapter: MapAdapter,
-        api: str,
-    ) -> None:
-        self.number = number
-        self.addr = addr
-        self.host = host
-        self.method = method
-        self.useragent = useragent
-        #: The user name, ``""`` for none.
-        self.actor = actor
-        self.url_base = url_base
-        self.adapter = adapter
-        self.api = api
+    number: int
+    addr: str
+    host: str
+    method: str
+    useragent: str
+    #: The user name, ``""`` for none.
+    actor: str
+    _: dataclasses.KW_ONLY
+    url_base: str
+    adapter: MapAdapter
+    api: str
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class Captured:
     """One event as its request saw it, to be encoded by the sender (:class:`Encoder`).
 
@@ -230,49 +219,19 @@ class Captured:
     :param references: ``target.references``, or ``None`` to leave them out.
     """
 
-    __slots__ = (
-        "action",
-        "digest",
-        "from_repository",
-        "media_type",
-        "number",
-        "references",
-        "repository",
-        "request",
-        "route",
-        "size",
-        "tag",
-        "when",
-    )
-
-    def __init__(
-        self,
-        request: CapturedRequest,
-        number: int,
-        when: float,
-        action: str,
-        *,
-        media_type: str = "",
-        size: int = 0,
-        digest: str = "",
-        repository: str = "",
-        from_repository: str = "",
-        route: str = "",
-        tag: str = "",
-        references: list[dict[str, t.Any]] | None = None,
-    ) -> None:
-        self.request = request
-        self.number = number
-        self.when = when
-        self.action = action
-        self.media_type = media_type
-        self.size = size
-        self.digest = digest
-        self.repository = repository
-        self.from_repository = from_repository
-        self.route = route
-        self.tag = tag
-        self.references = references
+    request: CapturedRequest
+    number: int
+    when: float
+    action: str
+    _: dataclasses.KW_ONLY
+    media_type: str = ""
+    size: int = 0
+    digest: str = ""
+    repository: str = ""
+    from_repository: str = ""
+    route: str = ""
+    tag: str = ""
+    references: list[dict[str, t.Any]] | None = None
 
 
 class Encoder:
