@@ -24,6 +24,7 @@ import tarfile
 import threading
 import time
 import typing as t
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -1094,3 +1095,35 @@ def test_made_up_methods_do_not_grow_the_metrics(pax_registry_factory: RegistryF
     metrics = requests.get(f"{registry.debug_url}/metrics", timeout=30).text
     assert 'method="x1"' not in metrics
     assert 'method="unknown"' in metrics
+
+
+@pytest.mark.parametrize("storage", ["inmemory", "filesystem"])
+def test_a_stored_blob_pushed_again_with_a_cut_off_body_changes_nothing(
+    pax_registry_factory: RegistryFactory, storage: str
+) -> None:
+    # A PUT of a blob storage already holds is verified without being written: a client that stops
+    # half-way must neither link the blob nor disturb the stored copy, and the server keeps serving.
+    registry = pax_registry_factory(storage=storage)
+    content = bytes(range(256)) * 8192  # 2 MiB
+    digest = Blob(content).digest
+    client = RegistryClient(registry.url)
+    try:
+        assert client.push_blob("cut/first", Blob(content)).status_code == 201
+        started = client.post("/v2/cut/second/blobs/uploads/")
+        assert started.status_code == 202
+        location = urllib.parse.urlsplit(started.headers["Location"])
+        target = f"{location.path}?{location.query}&digest={digest}"
+        head = (
+            f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(content)}\r\n\r\n"
+        ).encode()
+        with RawConnection(registry.port) as raw:
+            raw.send(head + content[: len(content) // 2])
+        # The server notices the cut when it reads on; the stored blob stays whole meanwhile and after.
+        assert client.get(f"/v2/cut/second/blobs/{digest}").status_code == 404
+        whole = client.get(f"/v2/cut/first/blobs/{digest}")
+        assert whole.status_code == 200 and whole.content == content
+        again = client.push_blob("cut/second", Blob(content))
+        assert again.status_code == 201
+    finally:
+        client.close()
