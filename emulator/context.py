@@ -14,7 +14,7 @@ from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
-from .reference import is_valid_host
+from .forwarded import base_url
 
 if t.TYPE_CHECKING:
     from .config import Config
@@ -44,17 +44,7 @@ class Context:
         return "" if self.config.http.relativeurls else self.base_url()
 
     def base_url(self) -> str:
-        if self.config.http.host:
-            return self.config.http.host.rstrip("/")
-        headers = self.request.headers
-        # What a proxy says counts only if it is well formed: a forged value must not end up in Location.
-        scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        if scheme not in ("http", "https"):
-            scheme = self.request.scheme
-        host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        if not is_valid_host(host):
-            host = self.request.host
-        return f"{scheme}://{host}"
+        return base_url(self.request.environ, self.config.http.host)
 
 
 def json_response(document: t.Any, *, status: int = 200, mimetype: str = "application/json") -> Response:

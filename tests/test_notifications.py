@@ -554,6 +554,65 @@ def test_request_addr_follows_forwarding_headers(pax_registry_factory: RegistryF
     assert addrs[2].startswith("127.0.0.1:")
 
 
+def test_target_urls_are_built_as_locations_are(pax_registry_factory: RegistryFactory) -> None:
+    """The sender builds a target's URL from what the request left behind, as the handlers build their
+    Location headers: forwarding headers when well formed, ``http.host``, ``http.relativeurls``."""
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example:8443"}
+    forged = {"X-Forwarded-Proto": "gopher", "X-Forwarded-Host": "evil.example/x y"}
+    cases: list[tuple[dict[str, t.Any], dict[str, str], str]] = [
+        ({}, forwarded, "https://registry.example:8443"),
+        ({}, forged, "<served>"),
+        ({"http": {"host": "https://mirror.example/"}}, forwarded, "https://mirror.example"),
+        ({"http": {"relativeurls": True}}, forwarded, ""),
+    ]
+    for config, headers, base in cases:
+        registry, sink = notifying(pax_registry_factory, config=config)
+        digest = registry.push_blob("team/app", b"content")
+        started = requests.post(registry.url_for("/v2/team/app/blobs/uploads/"), headers=headers, timeout=30)
+        requests.head(registry.url_for(f"/v2/team/app/blobs/{digest}"), headers=headers, timeout=30)
+
+        expected_base = registry.url if base == "<served>" else base
+        assert started.headers["Location"].startswith(expected_base + "/v2/team/app/blobs/uploads/")
+        (event,) = sink.wait_for(action="pull")
+        assert event["target"]["url"] == f"{expected_base}/v2/team/app/blobs/{digest}"
+
+
+def test_events_put_from_many_threads_are_each_counted_once(pax_notifications: NotificationSink) -> None:
+    """put() takes no lock on its way: every event is still either delivered or dropped, once, and each
+    thread's events arrive in its order."""
+    threads, each, limit = 8, 1_500, 2_000
+    sender = EndpointSender(
+        EndpointConfig(name="unit", url=pax_notifications.url, queuesize=limit), encode_document
+    )
+    sender.start()
+    start = threading.Barrier(threads)
+
+    def put_many(number: int) -> None:
+        start.wait()
+        for n in range(each):
+            sender.put({"action": "push", "target": {"repository": f"t{number}", "size": n}})
+
+    try:
+        workers = [threading.Thread(target=put_many, args=(number,)) for number in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        total = threads * each
+        counters = poll_counters(sender.metrics, lambda m: m.pending == 0, timeout=60)
+    finally:
+        sender.stop()
+    assert counters.events == total
+    assert counters.successes + counters.dropped == total
+    assert len(pax_notifications.events) == counters.successes
+    for number in range(threads):
+        sizes = [
+            e["target"]["size"] for e in pax_notifications.events if e["target"]["repository"] == f"t{number}"
+        ]
+        assert sizes == sorted(sizes)
+        assert len(set(sizes)) == len(sizes)
+
+
 def test_configured_headers_are_sent(
     pax_registry_factory: RegistryFactory, pax_notifications: NotificationSink
 ) -> None:
@@ -926,10 +985,12 @@ def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() 
     encode = Encoder(ids, source)
 
     def captured(action: str, *, addr: str = "10.0.0.1:1", actor: str = "", **target: t.Any) -> Captured:
-        request = CapturedRequest(
-            ids.take(), addr, "registry.test", "GET", "agent", actor,
-            url_base="http://registry.test", adapter=adapter, api="v2",
-        )  # fmt: skip
+        peer, port = addr.split(":")
+        environ = {
+            "REMOTE_ADDR": peer, "REMOTE_PORT": port, "HTTP_HOST": "registry.test", "REQUEST_METHOD": "GET",
+            "HTTP_USER_AGENT": "agent", "wsgi.url_scheme": "http",
+        }  # fmt: skip
+        request = CapturedRequest.of(ids.take(), environ, actor, adapter=adapter, api="v2")
         return Captured(request, ids.take(), time.time(), action, **target)
 
     digest = "sha256:" + "1" * 64
@@ -978,7 +1039,7 @@ def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() 
             "target": {key: value for key, value in expected_target.items() if value},
             "request": {
                 "id": ids.format(request.number),
-                "addr": request.addr,
+                "addr": "{REMOTE_ADDR}:{REMOTE_PORT}".format(**request.environ()),
                 "host": "registry.test",
                 "method": "GET",
                 "useragent": "agent",

@@ -46,11 +46,13 @@ def dispatch(ctx: Context, name: str, reference: str) -> Response:
 
 def get_manifest(ctx: Context, name: str, reference: str) -> Response:
     manifest = ctx.registry.get_manifest(name, reference)
-    if ctx.notifier is not None and str(manifest.digest) not in if_none_match(ctx.request):
+    digest = str(manifest.digest)
+    etags = if_none_match(ctx.request)
+    if ctx.notifier is not None and digest not in etags:
         # Before the Accept check, as distribution notifies once storage returned the manifest, even
         # when it then answers 404 to a client that does not accept its type.
         tag = None if looks_like_digest(reference) else reference
-        ctx.notifier.manifest_pulled(name, str(manifest.digest), manifest.media_type, manifest.content, tag)
+        ctx.notifier.manifest_pulled(name, digest, manifest.media_type, manifest.content, tag)
     manifest = _negotiate(ctx, name, reference, manifest)
     headers = {
         "Content-Type": manifest.media_type,
@@ -58,7 +60,7 @@ def get_manifest(ctx: Context, name: str, reference: str) -> Response:
         "ETag": f'"{manifest.digest}"',
         "Content-Length": str(len(manifest.content)),
     }
-    if str(manifest.digest) in if_none_match(ctx.request):
+    if str(manifest.digest) in etags:
         return Response(status=304, headers=headers)
     # Werkzeug sends no body for HEAD but keeps the headers, Content-Length included.
     return Response(manifest.content, headers=headers)

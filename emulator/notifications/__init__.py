@@ -24,5 +24,5 @@ def make_notifier(config: Config) -> Notifier | None:
     request)."""
     if not config.notifications.endpoints:
         return None
-    notifier = Notifier(config.notifications, config.http.addr)
+    notifier = Notifier(config.notifications, config.http)
     return notifier if notifier.senders else None

@@ -20,6 +20,7 @@ import math
 import typing as t
 import uuid
 
+from .. import forwarded
 from .. import routes
 
 if t.TYPE_CHECKING:
@@ -192,22 +193,78 @@ class Ids:
         return f"{self._prefix}{number & 0xFFFFFFFFFFFF:012x}"
 
 
+#: The environ values an event is built from, read by the request in one call and turned into
+#: distribution's ``request`` fields and the target's URL in the sender: ``remote_addr``'s, the method,
+#: the user agent and :func:`~emulator.forwarded.base_url`'s.
+ENVIRON_KEYS = tuple(
+    dict.fromkeys(
+        (
+            "HTTP_X_FORWARDED_FOR",
+            "HTTP_X_REAL_IP",
+            "REMOTE_ADDR",
+            "REMOTE_PORT",
+            "REQUEST_METHOD",
+            "HTTP_USER_AGENT",
+            *forwarded.ENVIRON_KEYS,
+        )
+    )
+)
+
+
 @dataclasses.dataclass(slots=True, eq=False)
 class CapturedRequest:
-    """What the events of one request share: its id, distribution's ``request`` and ``actor``, and what
-    the URLs of its targets are built from (:meth:`~emulator.context.Context.url_for`'s parts)."""
+    """What the events of one request share: its id, the environ values of :data:`ENVIRON_KEYS`
+    (``None`` for those it lacks), the actor and what the URLs of its targets are built from.
+
+    The request thread only copies references; the sender works out the fields from them (:meth:`fields`)
+    once per kind of event (see :class:`Encoder`).
+    """
 
     number: int
-    addr: str
-    host: str
-    method: str
-    useragent: str
+    values: tuple[t.Any, ...]
     #: The user name, ``""`` for none.
     actor: str
     _: dataclasses.KW_ONLY
-    url_base: str
+    #: ``http.host``, ``None`` or ``""`` when unset.
+    host_setting: str | None
+    #: ``http.relativeurls``: targets' URLs are paths.
+    relative: bool
     adapter: MapAdapter
     api: str
+
+    @classmethod
+    def of(
+        cls,
+        number: int,
+        environ: t.Mapping[str, t.Any],
+        actor: str,
+        *,
+        host_setting: str | None = None,
+        relative: bool = False,
+        adapter: MapAdapter,
+        api: str,
+    ) -> CapturedRequest:
+        values = tuple(map(environ.get, ENVIRON_KEYS))
+        return cls(
+            number, values, actor, host_setting=host_setting, relative=relative, adapter=adapter, api=api
+        )
+
+    def environ(self) -> dict[str, t.Any]:
+        """The captured part of the request's environ."""
+        return {key: value for key, value in zip(ENVIRON_KEYS, self.values, strict=True) if value is not None}
+
+    def url_base(self) -> str:
+        """What a target's URL starts with: ``""`` for relative URLs."""
+        return "" if self.relative else forwarded.base_url(self.environ(), self.host_setting)
+
+    def fields(self) -> dict[str, str]:
+        """distribution's ``request`` object, without its id: each key only when it has a value, but
+        ``method`` and ``useragent`` always."""
+        environ = self.environ()
+        return omit_empty([("addr", remote_addr(environ)), ("host", environ.get("HTTP_HOST", ""))]) | {
+            "method": environ.get("REQUEST_METHOD", ""),
+            "useragent": environ.get("HTTP_USER_AGENT", ""),
+        }
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -260,15 +317,13 @@ class Encoder:
                 event.repository,
                 event.from_repository,
                 event.route,
-                request.url_base,
+                event.tag,
+                request.values,
+                request.actor,
+                request.host_setting,
+                request.relative,
                 request.adapter.script_name,
                 request.api,
-                event.tag,
-                request.addr,
-                request.host,
-                request.method,
-                request.useragent,
-                request.actor,
             )
             parts = self._memo.get(key)
             if parts is None:
@@ -291,7 +346,7 @@ class Encoder:
         request = event.request
         # Built as Context.url_for builds it; a MapAdapter's build reads only what it was bound with.
         values = {"name": event.repository, _DIGEST_VALUE[event.route]: event.digest}
-        return request.url_base + request.adapter.build(f"{request.api}.{event.route}", values)
+        return request.url_base() + request.adapter.build(f"{request.api}.{event.route}", values)
 
     def _parts(self, event: Captured) -> tuple[str, str]:
         """The event's JSON around the request id, after the event's own id and timestamp."""
@@ -307,10 +362,7 @@ class Encoder:
             references=event.references,
         )
         # method and useragent are always there, so the request's fields never make an empty object.
-        rest = _dumps(
-            omit_empty([("addr", request.addr), ("host", request.host)])
-            | {"method": request.method, "useragent": request.useragent}
-        )
+        rest = _dumps(request.fields())
         actor = _dumps(omit_empty([("name", request.actor)]))
         head = f'"action":{_dumps(event.action)},"target":{_dumps(fields)},"request":{{"id":"'
         return head, f'",{rest[1:]},"actor":{actor},"source":{self._source}}}'

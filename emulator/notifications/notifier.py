@@ -29,6 +29,7 @@ if t.TYPE_CHECKING:
     from werkzeug.wrappers import Request
 
     from ..config import EndpointConfig
+    from ..config import HTTPConfig
     from ..config import NotificationsConfig
 
 log = logging.getLogger("emulator.notifications")
@@ -41,8 +42,6 @@ class RequestView(t.Protocol):
     request: Request
     adapter: MapAdapter
     api: str
-
-    def url_base(self) -> str: ...
 
 
 class _Filter:
@@ -61,13 +60,16 @@ class _Filter:
 class Notifier:
     """Every enabled endpoint's sender; a :class:`~emulator.app.Service` that starts and stops them all.
 
-    :param addr: ``http.addr``, whose port goes into each event's ``source``.
+    :param http: the ``http`` section: the port of ``http.addr`` goes into each event's ``source``,
+        ``http.host`` and ``http.relativeurls`` shape the targets' URLs.
     """
 
-    def __init__(self, config: NotificationsConfig, addr: str) -> None:
+    def __init__(self, config: NotificationsConfig, http: HTTPConfig) -> None:
         self.include_references = config.includereferences
         self.ids = Ids()
-        self.source = events.source_fields(socket.gethostname(), addr, str(uuid.uuid4()))
+        self.source = events.source_fields(socket.gethostname(), http.addr, str(uuid.uuid4()))
+        self.host_setting = http.host
+        self.relative_urls = http.relativeurls
         self.senders: list[tuple[EndpointSender[Captured], _Filter]] = []
         for endpoint in config.endpoints:
             if endpoint.disabled:
@@ -177,23 +179,21 @@ class RequestNotifier:
 
     def _capture(self) -> CapturedRequest:
         """What every event of this request repeats; one id for them all, as distribution's request
-        context has one."""
+        context has one. Only references are copied here: the sender builds the fields."""
         context = self._context
-        request = context.request
-        environ = request.environ
+        environ = context.request.environ
         actor = self._user
         if actor is None and "HTTP_AUTHORIZATION" in environ:
-            authorization = request.authorization
+            authorization = context.request.authorization
             if authorization is not None and authorization.type == "basic":
                 actor = authorization.username
-        return CapturedRequest(
-            self._notifier.ids.take(),
-            events.remote_addr(environ),
-            environ.get("HTTP_HOST", ""),
-            request.method,
-            environ.get("HTTP_USER_AGENT", ""),
+        notifier = self._notifier
+        return CapturedRequest.of(
+            notifier.ids.take(),
+            environ,
             actor or "",
-            url_base=context.url_base(),
+            host_setting=notifier.host_setting,
+            relative=notifier.relative_urls,
             adapter=context.adapter,
             api=context.api,
         )
