@@ -227,8 +227,10 @@ def proxy_pulls(results: Results, plan: Plan, workdir: Path) -> None:
         _wait_until_cached(proxy, PROXY_REPOSITORY, warm.digest)
         client.pull(upstream.url, None, PROXY_REPOSITORY, warm)  # unmeasured warm-up
         for number in range(plan.rounds):
-            for side, server in ((EMULATOR, proxy), (DISTRIBUTION, upstream)):
-                seconds = _median_pull(server, PROXY_REPOSITORY, warm)
+            warm_seconds = _alternating_pulls(
+                {EMULATOR: proxy, DISTRIBUTION: upstream}, PROXY_REPOSITORY, warm
+            )
+            for side, seconds in warm_seconds.items():
                 results.add("proxy_pull_warm", side, warm.size / MB / seconds)
                 progress(
                     f"  proxy_pull_warm round {number + 1} {ROLES[side]}: {warm.size / MB / seconds:.1f}"
@@ -260,6 +262,17 @@ def _median_pull(server: Server, repository: str, blob: client.Blob) -> float:
     """Seconds of the median of :data:`PULLS` pulls: one 64 MiB pull takes tens of milliseconds, too
     short for a single sample to say much on a shared machine."""
     return statistics.median(client.pull(server.url, None, repository, blob) for _ in range(PULLS))
+
+
+def _alternating_pulls(servers: dict[str, Server], repository: str, blob: client.Blob) -> dict[str, float]:
+    """Each server's median of :data:`PULLS` pulls, taken in turns (one of each, then again), so that
+    whatever else the machine does during these few hundred milliseconds falls on both: taken one
+    server after the other, the two medians of the same local ``sendfile`` differed by up to 30%."""
+    seconds: dict[str, list[float]] = {side: [] for side in servers}
+    for _ in range(PULLS):
+        for side, server in servers.items():
+            seconds[side].append(client.pull(server.url, None, repository, blob))
+    return {side: statistics.median(values) for side, values in seconds.items()}
 
 
 def _wait_until_cached(proxy: Server, repository: str, digest: str) -> None:
