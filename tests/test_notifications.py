@@ -32,11 +32,13 @@ from emulator import routes
 from emulator.config import EndpointConfig
 from emulator.notifications import ENVELOPE_MEDIA_TYPE
 from emulator.notifications import EndpointMetrics
+from emulator.notifications.events import CAPTURED_VALUE_SIZE
 from emulator.notifications.events import Captured
 from emulator.notifications.events import CapturedRequest
 from emulator.notifications.events import Encoder
 from emulator.notifications.events import Ids
 from emulator.notifications.events import encode_document
+from emulator.notifications.events import references
 from emulator.notifications.events import remote_addr
 from emulator.notifications.events import rfc3339nano
 from emulator.notifications.events import source_fields
@@ -577,6 +579,29 @@ def test_target_urls_are_built_as_locations_are(pax_registry_factory: RegistryFa
         assert event["target"]["url"] == f"{expected_base}/v2/team/app/blobs/{digest}"
 
 
+def test_huge_headers_are_cut_in_events_and_not_remembered(pax_registry_factory: RegistryFactory) -> None:
+    """A queue of events must not hold every header a client sent: a user agent of 64 KiB is cut to
+    CAPTURED_VALUE_SIZE characters, and an event of a request with headers that large is not kept in the
+    encoder's memo."""
+    registry, sink = notifying(pax_registry_factory)
+    digest = registry.push_blob("team/app", b"content")
+    agent = "a" * 65536
+    requests.head(registry.url_for(f"/v2/team/app/blobs/{digest}"), headers={"User-Agent": agent}, timeout=30)
+    (event,) = sink.wait_for(action="pull")
+    assert event["request"]["useragent"] == agent[:CAPTURED_VALUE_SIZE]
+
+    ids = Ids()
+    encode = Encoder(ids, {"addr": "box:5000", "instanceID": "instance"})
+    adapter = build_map("").bind("registry.test")
+    environ = {"REMOTE_ADDR": "10.0.0.1", "HTTP_HOST": "registry.test", "wsgi.url_scheme": "http"}
+    for agent in ("agent", "b" * 8192):
+        request = CapturedRequest.of(
+            ids.take(), {**environ, "HTTP_USER_AGENT": agent}, "", adapter=adapter, api="v2"
+        )
+        encode(Captured(request, ids.take(), time.time(), "delete", repository="team/app", tag="1.0"))
+    assert len(encode._memo) == 1
+
+
 def test_events_put_from_many_threads_are_each_counted_once(pax_notifications: NotificationSink) -> None:
     """put() takes no lock on its way: every event is still either delivered or dropped, once, and each
     thread's events arrive in its order."""
@@ -1010,7 +1035,7 @@ def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() 
             repository="team/app",
             route=routes.MANIFEST,
             tag="1.0",
-            references=[{"digest": "sha256:" + "2" * 64}],
+            manifest=json.dumps({"layers": [{"digest": "sha256:" + "2" * 64}]}).encode(),
         ),
         captured("delete", repository="team/app", tag="1.0"),
     ]
@@ -1030,7 +1055,7 @@ def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() 
             "fromRepository": event.from_repository,
             "url": url,
             "tag": event.tag,
-            "references": event.references,
+            "references": None if event.manifest is None else references(event.manifest),
         }
         assert json.loads(encode(event)) == {
             "id": ids.format(event.number),

@@ -46,6 +46,10 @@ _DESCRIPTOR_KEYS = ("mediaType", "size", "digest", "urls", "annotations", "platf
 _DIGEST_VALUE = {routes.BLOB: "digest", routes.MANIFEST: "reference"}
 #: Encoded events an :class:`Encoder` remembers before it starts over.
 MEMO_SIZE = 4096
+#: The most characters of one request header an event keeps: a longer value is cut. No user agent or
+#: forwarding header of a real client comes near it, and without a bound a full queue of events
+#: would hold every header a client sent, up to 1 MiB each.
+CAPTURED_VALUE_SIZE = 1024
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -214,7 +218,8 @@ ENVIRON_KEYS = tuple(
 @dataclasses.dataclass(slots=True, eq=False)
 class CapturedRequest:
     """What the events of one request share: its id, the environ values of :data:`ENVIRON_KEYS`
-    (``None`` for those it lacks), the actor and what the URLs of its targets are built from.
+    (``None`` for those it lacks, each cut at :data:`CAPTURED_VALUE_SIZE` characters), the actor and what
+    the URLs of its targets are built from.
 
     The request thread only copies references; the sender works out the fields from them (:meth:`fields`)
     once per kind of event (see :class:`Encoder`).
@@ -222,6 +227,8 @@ class CapturedRequest:
 
     number: int
     values: tuple[t.Any, ...]
+    #: Characters in ``values``.
+    size: int
     #: The user name, ``""`` for none.
     actor: str
     _: dataclasses.KW_ONLY
@@ -245,8 +252,19 @@ class CapturedRequest:
         api: str,
     ) -> CapturedRequest:
         values = tuple(map(environ.get, ENVIRON_KEYS))
+        size = sum(map(len, filter(None, values)))
+        if size > CAPTURED_VALUE_SIZE:
+            values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
+            size = sum(map(len, filter(None, values)))
         return cls(
-            number, values, actor, host_setting=host_setting, relative=relative, adapter=adapter, api=api
+            number,
+            values,
+            size,
+            actor,
+            host_setting=host_setting,
+            relative=relative,
+            adapter=adapter,
+            api=api,
         )
 
     def environ(self) -> dict[str, t.Any]:
@@ -273,7 +291,8 @@ class Captured:
 
     :param route: the route of the target's URL (:data:`~emulator.routes.BLOB` or
         :data:`~emulator.routes.MANIFEST`), ``""`` for none (deletes).
-    :param references: ``target.references``, or ``None`` to leave them out.
+    :param manifest: the content of the manifest whose descriptors make ``target.references`` (the
+        stored bytes, shared, not copied), or ``None`` to leave them out: the sender reads them.
     """
 
     request: CapturedRequest
@@ -288,7 +307,7 @@ class Captured:
     from_repository: str = ""
     route: str = ""
     tag: str = ""
-    references: list[dict[str, t.Any]] | None = None
+    manifest: bytes | None = None
 
 
 class Encoder:
@@ -308,7 +327,8 @@ class Encoder:
     def __call__(self, event: Captured) -> bytes:
         request = event.request
         parts = None
-        if event.references is None:
+        # Requests with large headers are not remembered: the memo stays within a few MiB.
+        if event.manifest is None and request.size <= CAPTURED_VALUE_SIZE:
             key = (
                 event.action,
                 event.media_type,
@@ -359,7 +379,7 @@ class Encoder:
             from_repository=event.from_repository,
             url=self._url(event),
             tag=event.tag,
-            references=event.references,
+            references=None if event.manifest is None else references(event.manifest),
         )
         # method and useragent are always there, so the request's fields never make an empty object.
         rest = _dumps(request.fields())

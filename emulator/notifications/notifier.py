@@ -167,7 +167,7 @@ class RequestNotifier:
             repository=repository,
             route=routes.MANIFEST,
             tag=tag or "",
-            references=events.references(content) if self._notifier.include_references else None,
+            manifest=content if self._notifier.include_references else None,
         )
 
     def _emit(self, action: str, **target: t.Any) -> None:
