@@ -29,11 +29,10 @@ import typing as t
 from pathlib import Path
 
 from benchmarks.client import Blob
+from benchmarks.client import fetch
 from benchmarks.seed import MANIFEST_REPOSITORY
 from benchmarks.seed import MANIFEST_TAG
 from benchmarks.servers import TLSFiles
-from pax_registry_fixtures.client import Client
-from pax_registry_fixtures.client import expect
 from pax_registry_fixtures.process import answers
 from pax_registry_fixtures.process import free_port
 
@@ -169,13 +168,7 @@ http {{
 
 def pull(server: Nginx, blob: Blob) -> float:
     """The blob from nginx, as :func:`benchmarks.client.pull` reads it from a registry; returns seconds."""
-    started = time.perf_counter()
-    with Client(server.url, server.client_context()) as client:
-        response = expect(client.request("GET", BLOB_PATH, discard=True), 200, "nginx GET")
-    elapsed = time.perf_counter() - started
-    if response.received != blob.size:
-        raise RuntimeError(f"nginx sent {response.received} bytes of {blob.size}")
-    return elapsed
+    return fetch(server.url, server.client_context(), BLOB_PATH, blob.size)
 
 
 def sha256(blob: Blob) -> float:
