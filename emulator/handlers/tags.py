@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
+
 from werkzeug.wrappers import Response
 
 from .. import routes
 from ..context import Context
-from ..context import json_response
 from .common import next_link
 from .common import page_size
 from .common import paginate
+
+#: Deletes every printable ASCII character but the two that JSON escapes: tags it leaves nothing of are
+#: written into the JSON text as they are.
+_VERBATIM = str.maketrans(dict.fromkeys(chr(code) for code in range(0x20, 0x7F) if chr(code) not in '"\\'))
+
+
+def _body(name: str, tags: list[str] | None) -> str:
+    """``json.dumps({"name": name, "tags": tags})``, without encoding 10,000 strings one by one when none
+    needs escaping, as no tag a client can push does: that took 0.5 ms of a 10,000-tag list."""
+    if not tags or "".join(tags).translate(_VERBATIM):
+        return json.dumps({"name": name, "tags": tags})
+    return '{"name": ' + json.dumps(name) + ', "tags": ["' + '", "'.join(tags) + '"]}'
 
 
 def list_tags(ctx: Context, name: str) -> Response:
@@ -22,7 +35,7 @@ def list_tags(ctx: Context, name: str) -> Response:
     page, more = paginate(tags, ctx.request.args.get("last"), n)
     # A repository whose tags were all deleted is listed as ``null``, as distribution's Go encoder does
     # with its empty slice; an empty page of a non-empty list stays ``[]``.
-    response = json_response({"name": name, "tags": page if tags else None})
+    response = Response(_body(name, page if tags else None), content_type="application/json; charset=utf-8")
     if more and page:
         path = ctx.adapter.build(f"{ctx.api}.{routes.TAGS}", {"name": name})
         response.headers["Link"] = next_link(path, page[-1], n)

@@ -4,8 +4,9 @@ A repository's tags are the directories of its tags directory, as distribution l
 A tag is written current link first, as distribution writes it; still, a directory exists for a moment
 before its link (and stays so if the process is killed then), and such a tag would not resolve. So a
 directory is looked into (one ``stat`` of its link) the first time this process lists it, and is left
-out until its link is there: after a push a list costs one listing and one ``stat``; the first list of
-a repository in a process costs a ``stat`` per tag.
+out until its link is there: after this process pushed a tag (it wrote the link) a list costs one
+listing, after another process did one listing and one ``stat``; the first list of a repository in a
+process costs a ``stat`` per tag. On the filesystem the listing is of names (no path is made per tag).
 
 On drivers with local files (:attr:`~emulator.drivers.base.StorageDriver.local_files`: the filesystem),
 what was read is remembered while the file, or the tags directory, keeps its size and modification time:
@@ -33,7 +34,7 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from dataclasses import dataclass
+import typing as t
 
 from ..drivers.base import PathNotFound
 from ..drivers.base import StorageDriver
@@ -51,9 +52,10 @@ COARSE_RACY_SECONDS = 2.0
 MAX_ENTRIES = 65536
 
 
-@dataclass(frozen=True)
-class _Seen:
-    """What a file or directory looked like (size and modification time) when its content was read."""
+class _Seen(t.NamedTuple):
+    """What a file or directory looked like (size and modification time) when its content was read.
+
+    A tuple: made and compared on every manifest GET by tag, where a frozen dataclass cost 2 us more."""
 
     size: int
     modtime: float
@@ -62,6 +64,14 @@ class _Seen:
         """Whether any write after ``checked`` (taken before the stat that saw this) changes the time."""
         racy = RACY_SECONDS if self.modtime % 1 else COARSE_RACY_SECONDS
         return checked - self.modtime > racy
+
+
+@t.runtime_checkable
+class _NamesDriver(t.Protocol):
+    """A driver that lists a directory's names without the directory's path before each
+    (:meth:`~emulator.drivers.filesystem.FileSystemDriver.names`)."""
+
+    def names(self, path: str) -> builtins.list[str]: ...
 
 
 class _Listing:
@@ -83,6 +93,12 @@ class TagStore:
         self._links: dict[tuple[str, str], tuple[_Seen, Digest]] = {}
         self._lists: dict[str, _Listing] = {}
         self._lock = threading.Lock()
+        self._names = driver.names if isinstance(driver, _NamesDriver) else self._leaves
+
+    def _leaves(self, directory: str) -> builtins.list[str]:
+        # Every entry is the directory's path, "/" and a name.
+        cut = len(directory) + 1
+        return [entry[cut:] for entry in self.driver.list(directory)]
 
     def resolve(self, name: str, tag: str) -> Digest:
         path = paths.tag_current_link(name, tag)
@@ -120,6 +136,8 @@ class TagStore:
         if known is not None and tag not in known.complete:
             with self._lock:
                 known.answer = None
+                # Its current link was just written: the next list need not look for it.
+                known.complete.add(tag)
 
     def untag(self, name: str, tag: str) -> None:
         try:
@@ -145,7 +163,8 @@ class TagStore:
 
         A tag directory without its current link (one being made or removed, or what a process killed
         meanwhile left) is left out, so that every tag listed resolves. Only directories not seen
-        complete before are looked into: one ``stat`` after a push, every tag's once per process.
+        complete before are looked into: none after this process's push, one after another process's,
+        every tag's once per process.
         """
         known = self._lists.get(name)
         seen = None
@@ -162,17 +181,16 @@ class TagStore:
                 if answer is not None and answer[0] == seen:
                     return list(answer[1])
         try:
-            entries = self.driver.list(paths.tags(name))
+            tags = self._names(paths.tags(name))
         except PathNotFound:
             raise NameUnknown({"name": name}) from None
-        # The driver lists sorted full paths of one directory: their leaves are in the same order.
-        tags = [paths.tag_of(entry) for entry in entries]
         if known is None:
             with self._lock:
                 if len(self._lists) >= MAX_ENTRIES:
                     self._lists.clear()
                 known = self._lists.setdefault(name, _Listing())
-        unseen = [tag for tag in tags if tag not in known.complete]
+        # After this process's own push every tag is complete: one pass in C, no list of the unseen.
+        unseen = [] if known.complete.issuperset(tags) else [tag for tag in tags if tag not in known.complete]
         current = {tag for tag in unseen if self.driver.exists(paths.tag_current_link(name, tag))}
         pending = len(current) < len(unseen)
         if pending:
