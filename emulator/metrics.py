@@ -107,6 +107,8 @@ DRIVER_ACTIONS = {
     "put_content": "PutContent",
     "stat": "Stat",
     "list": "List",
+    # The filesystem's listing of bare names, which tag lists use: still distribution's List.
+    "names": "List",
     "move": "Move",
     "delete": "Delete",
     "redirect_url": "URLFor",
@@ -326,6 +328,8 @@ def instrument_driver(driver: StorageDriver, metrics: Metrics) -> StorageDriver:
     """
     label = DRIVER_LABELS.get(driver.name, driver.name)
     for attribute, action in DRIVER_ACTIONS.items():
+        if not hasattr(driver, attribute):
+            continue  # an entry point only some drivers have (the filesystem's names)
         series = metrics.storage_series(label, action)
         setattr(driver, attribute, _timed(getattr(driver, attribute), series, metrics.lock))
     return driver

@@ -292,6 +292,22 @@ def test_driver_keeps_its_class_and_capabilities(pax_registry_factory: RegistryF
     assert actions[("filesystem", "Stat")] >= 2  # exists() is a stat, timed as one
 
 
+def test_every_listing_is_timed_once_as_a_list(pax_registry_factory: RegistryFactory) -> None:
+    registry = pax_registry_factory(DEBUG, storage="filesystem")
+    registry.push_image("team/app", tag="1.0")
+
+    def listed() -> float:
+        return by(scrape(registry)["registry_storage_action_seconds_count"], "driver", "action")[
+            ("filesystem", "List")
+        ]
+
+    before = listed()
+    assert requests.get(registry.url_for("/v2/team/app/tags/list"), timeout=30).json()["tags"] == ["1.0"]
+    assert listed() == before + 1  # a tags list reads bare names, still one List
+    registry.registry.driver.list("/docker/registry/v2/repositories")
+    assert listed() == before + 2  # a listing of paths is timed once, not also as the names it reads
+
+
 def test_in_flight_counts_a_request_while_its_handler_runs(pax_registry_factory: RegistryFactory) -> None:
     registry = pax_registry_factory(DEBUG)
     started = requests.post(registry.url_for("/v2/team/slow/blobs/uploads/"), timeout=30)
