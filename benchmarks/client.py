@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import socket
 import ssl
 import time
@@ -67,6 +68,20 @@ class Blob:
                 hasher.update(piece)
                 remaining -= len(piece)
         return cls(path, size, f"sha256:{hasher.hexdigest()}")
+
+    def variant(self, path: str, number: int) -> Blob:
+        """A copy of this blob at ``path`` whose first 8 bytes hold ``number``: new content of the same
+        size, for a push that must not find its blob stored already (the emulator hashes a whole-body
+        ``PUT`` of a blob it holds without writing it, which would make such a push a hash alone)."""
+        shutil.copyfile(self.path, path)
+        with open(path, "r+b") as f:
+            f.write(number.to_bytes(8, "big")[: self.size])
+        hasher = hashlib.sha256()
+        buffer = memoryview(bytearray(4 * MIB))
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buffer):
+                hasher.update(buffer[:n])
+        return Blob(path, self.size, f"sha256:{hasher.hexdigest()}")
 
     @property
     def span(self) -> FileSpan:

@@ -154,13 +154,13 @@ def blobs(
 
     def sampled(
         key: str,
-        measure: t.Callable[[Server], float],
+        measure: t.Callable[[int, Server], float],
         value: t.Callable[[float], float],
         limit: t.Callable[[], float] | None = None,
     ) -> None:
         def run(number: int, server: Server) -> None:
             with RSSSampler(server.pid) as sampler:
-                seconds = measure(server)
+                seconds = measure(number, server)
             peaks[server.side][number] = max(peaks[server.side][number], sampler.peak_kib)
             results.add(key + tag, server.side, value(seconds))
             progress(f"  {key}{tag} round {number + 1} {server.side}: {value(seconds):.1f}")
@@ -181,27 +181,42 @@ def blobs(
     def sha256() -> float:
         return limits.sha256(blob)
 
+    variants: dict[tuple[str, int], client.Blob] = {}
+
+    def fresh(key: str, number: int) -> client.Blob:
+        """The blob this row pushes in round ``number``: new to both servers (they push the same one)."""
+        if (key, number) not in variants:
+            for old in variants.values():
+                os.unlink(old.path)
+            variants.clear()
+            variants[key, number] = blob.variant(f"{blob.path}.push", 1 + number + 1000 * len(key))
+        return variants[key, number]
+
     sampled(
         "push_monolithic",
-        lambda s: client.push_monolithic(s.url, context(s), BLOB_REPOSITORY, blob),
+        lambda n, s: client.push_monolithic(s.url, context(s), BLOB_REPOSITORY, fresh("push_monolithic", n)),
         throughput,
         sha256,
     )
     sampled(
         "push_chunked",
-        lambda s: client.push_chunked(s.url, context(s), BLOB_REPOSITORY, blob, plan.chunk_size),
+        lambda n, s: client.push_chunked(
+            s.url, context(s), BLOB_REPOSITORY, fresh("push_chunked", n), plan.chunk_size
+        ),
         throughput,
         sha256,
     )
+    for pushed in variants.values():
+        os.unlink(pushed.path)
     sampled(
         "pull",
-        lambda s: client.pull(s.url, context(s), BLOB_REPOSITORY, blob),
+        lambda n, s: client.pull(s.url, context(s), BLOB_REPOSITORY, blob),
         throughput,
         None if nginx is None else lambda: limits.pull(nginx, blob),
     )
     sampled(
         "range",
-        lambda s: statistics.median(
+        lambda n, s: statistics.median(
             client.range_read(s.url, context(s), BLOB_REPOSITORY, blob, plan.range_size)
             for _ in range(plan.range_reads)
         ),
