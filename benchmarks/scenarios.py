@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -183,12 +184,23 @@ def blobs(
 
     variants: dict[tuple[str, int], client.Blob] = {}
 
+    def forget_variants() -> None:
+        """Remove the pushed variants: their files, and their data from both servers' storage (the same
+        layout on both), or 10 rounds of 1 GiB pushes per server would fill the tmpfs."""
+        for pushed in variants.values():
+            os.unlink(pushed.path)
+            encoded = pushed.digest.partition(":")[2]
+            for server in servers.values():
+                shutil.rmtree(
+                    server.root / "docker/registry/v2/blobs/sha256" / encoded[:2] / encoded,
+                    ignore_errors=True,
+                )
+        variants.clear()
+
     def fresh(key: str, number: int) -> client.Blob:
         """The blob this row pushes in round ``number``: new to both servers (they push the same one)."""
         if (key, number) not in variants:
-            for old in variants.values():
-                os.unlink(old.path)
-            variants.clear()
+            forget_variants()
             variants[key, number] = blob.variant(f"{blob.path}.push", 1 + number + 1000 * len(key))
         return variants[key, number]
 
@@ -206,8 +218,7 @@ def blobs(
         throughput,
         sha256,
     )
-    for pushed in variants.values():
-        os.unlink(pushed.path)
+    forget_variants()
     sampled(
         "pull",
         lambda n, s: client.pull(s.url, context(s), BLOB_REPOSITORY, blob),
