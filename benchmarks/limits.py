@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import hashlib
 import os
 import pwd
 import shutil
@@ -30,13 +29,13 @@ from pathlib import Path
 
 from benchmarks.client import Blob
 from benchmarks.client import fetch
+from benchmarks.client import file_digest
 from benchmarks.seed import MANIFEST_REPOSITORY
 from benchmarks.seed import MANIFEST_TAG
 from benchmarks.servers import TLSFiles
 from pax_registry_fixtures.process import answers
 from pax_registry_fixtures.process import free_port
 
-MIB = 1 << 20
 #: Where the static files are under nginx's root.
 BLOB_PATH = "/blob"
 MANIFEST_PATH = "/manifest"
@@ -173,14 +172,10 @@ def pull(server: Nginx, blob: Blob) -> float:
 
 def sha256(blob: Blob) -> float:
     """``hashlib.sha256`` over the blob's bytes read from its file into one reused buffer; returns seconds."""
-    buffer = memoryview(bytearray(4 * MIB))
-    hasher = hashlib.sha256()
     started = time.perf_counter()
-    with open(blob.path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            hasher.update(buffer[:n])
+    digest = file_digest(blob.path)
     elapsed = time.perf_counter() - started
-    if f"sha256:{hasher.hexdigest()}" != blob.digest:
+    if digest != blob.digest:
         raise RuntimeError("the blob file changed under the benchmark")
     return elapsed
 

@@ -41,6 +41,8 @@ from benchmarks.servers import RSSSampler
 from benchmarks.servers import Server
 from benchmarks.servers import ready_time
 from benchmarks.servers import settle
+from emulator.reference import Digest
+from emulator.storage import paths
 
 MB = 1_000_000
 MIB = 1 << 20
@@ -189,12 +191,9 @@ def blobs(
         layout on both), or 10 rounds of 1 GiB pushes per server would fill the tmpfs."""
         for pushed in variants.values():
             os.unlink(pushed.path)
-            encoded = pushed.digest.partition(":")[2]
+            stored = paths.blob_dir(Digest.parse(pushed.digest)).lstrip("/")
             for server in servers.values():
-                shutil.rmtree(
-                    server.root / "docker/registry/v2/blobs/sha256" / encoded[:2] / encoded,
-                    ignore_errors=True,
-                )
+                shutil.rmtree(server.root / stored, ignore_errors=True)
         variants.clear()
 
     def fresh(key: str, number: int) -> client.Blob:
