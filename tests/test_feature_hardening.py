@@ -628,6 +628,39 @@ def test_a_huge_body_sent_to_the_metrics_is_not_read(pax_registry_factory: Regis
         assert not conn.send_until_closed(bytes(1 << 20) * 64) or conn.closes_within(10)
 
 
+# -- notifications ------------------------------------------------------------------------------------
+
+
+def test_headers_of_a_hostile_client_cannot_grow_the_notification_queue(
+    pax_registry_factory: RegistryFactory,
+) -> None:
+    """An endpoint that is down keeps every event queued: what each event holds of its request must not be
+    whatever a client chose to send (up to the 1 MiB head), nor may a forged forwarding header reach it."""
+    dead = {"name": "dead", "url": "http://127.0.0.1:9/events", "threshold": 1, "backoff": "60s"}
+    registry = pax_registry_factory({"notifications": {"endpoints": [dead]}})
+    digest = registry.push_blob("team/app", b"content")
+    hostile = {
+        "User-Agent": "a" * 300_000,
+        "X-Forwarded-For": "b" * 300_000,
+        "X-Forwarded-Host": "evil.example/" + "c" * 300_000,
+        "X-Forwarded-Proto": "gopher",
+    }
+    for _ in range(20):
+        response = requests.head(
+            registry.url_for(f"/v2/team/app/blobs/{digest}"), headers=hostile, timeout=30
+        )
+        assert response.status_code == 200
+    assert registry.app.notifier is not None
+    sender = registry.app.notifier.senders[0][0]
+    queued = [event for event in list(sender._queue) if event.action == "pull"]
+    # The first batch left the queue for the POST that failed and waits out the backoff in flight.
+    assert len(queued) >= 19
+    for event in queued:
+        kept = [value for value in event.request.values if value]
+        assert max(map(len, kept)) <= 1024
+        assert event.request.url_base() == registry.url  # the forged host and scheme are not used
+
+
 # -- health checks ----------------------------------------------------------------------------------
 
 
