@@ -26,6 +26,7 @@ import requests
 
 import emulator
 from pax_registry_fixtures.client import Client
+from pax_registry_fixtures.client import RegistryError
 from pax_registry_fixtures.client import request_target
 from pax_registry_fixtures.process import RegistryProcess
 from pax_registry_fixtures.process import free_port
@@ -291,16 +292,30 @@ def test_concurrent_clients_through_both_processes(
     barrier = threading.Barrier(8)
     pushed: dict[int, str] = {}
 
+    def push_retrying(clients: list[Client], data: bytes, chunks: list[int]) -> None:
+        # A registry answers 503 when its storage fails, and clients push the blob again, as docker and
+        # containerd do. moto is not made for concurrent changes of one key (a key's buffer is read for
+        # its ETag without the key's lock; a completed or aborted multipart upload closes its parts'
+        # buffers while other requests may read them), and here eight clients store the same blobs at
+        # once. What the 503s were is checked below.
+        for attempt in range(3):
+            try:
+                push_blob(clients, "load/app", data, chunks=chunks)
+                return
+            except RegistryError as error:
+                if error.status != 503 or attempt == 2:
+                    raise
+
     def push(number: int) -> None:
         bases = [first.url, second.url] if number % 2 else [second.url, first.url]
         clients = [Client(base) for base in bases]
         try:
             config_blob, layers = images[number % 4]
             barrier.wait()
-            push_blob(clients, "load/app", config_blob)
+            push_retrying(clients, config_blob, [])
             for index, layer in enumerate(layers):
                 chunks = [MiB, 5 * MiB] if len(layer) > MiB and index == 0 and number < 4 else []
-                push_blob(clients, "load/app", layer, chunks=chunks)
+                push_retrying(clients, layer, chunks)
             manifest = image_manifest(config_blob, layers)
             pushed[number] = clients[0].push_manifest("load/app", f"image{number % 4}", manifest)
             clients[0].push_manifest("load/app", f"client{number}", manifest)
@@ -315,8 +330,12 @@ def test_concurrent_clients_through_both_processes(
         thread.start()
     for thread in threads:
         thread.join(300)
-    # The servers' warnings say why a request failed (an S3 error, an exhausted retry).
-    assert failures == [], [process.stderr_text()[-4000:] for process in (first, second)]
+    # The servers' warnings say why a request failed: an S3 error, or the driver giving up.
+    logs = [process.stderr_text() for process in (first, second)]
+    assert failures == [], [log[-4000:] for log in logs]
+    unavailable = [line for log in logs for line in log.splitlines() if "storage unavailable" in line]
+    # Only the backend may fail: the driver's own reads of a file another request changes must settle.
+    assert not [line for line in unavailable if "kept changing" in line], unavailable
     for base in (first.url, second.url):
         with Client(base) as reader:
             for number in range(8):
