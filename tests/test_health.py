@@ -186,7 +186,8 @@ def test_checker_thread_runs_one_interval_after_start_and_stops() -> None:
     checker.start()
     checker.start()  # idempotent: still one thread
     deadline = time.monotonic() + 30
-    while not calls and time.monotonic() < deadline:
+    # Waiting for the report, not for the call: the thread reports after the check returns.
+    while not gate.failing and time.monotonic() < deadline:
         time.sleep(0.01)
     checker.stop()
     checker.stop()
