@@ -93,12 +93,10 @@ class TagStore:
         self._links: dict[tuple[str, str], tuple[_Seen, Digest]] = {}
         self._lists: dict[str, _Listing] = {}
         self._lock = threading.Lock()
-        self._names = driver.names if isinstance(driver, _NamesDriver) else self._leaves
+        self._names = driver.names if isinstance(driver, _NamesDriver) else self._listed_tags
 
-    def _leaves(self, directory: str) -> builtins.list[str]:
-        # Every entry is the directory's path, "/" and a name.
-        cut = len(directory) + 1
-        return [entry[cut:] for entry in self.driver.list(directory)]
+    def _listed_tags(self, directory: str) -> builtins.list[str]:
+        return [paths.tag_of(entry) for entry in self.driver.list(directory)]
 
     def resolve(self, name: str, tag: str) -> Digest:
         path = paths.tag_current_link(name, tag)
