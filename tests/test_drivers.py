@@ -12,7 +12,9 @@ import pytest
 
 from emulator.config import MiB
 from emulator.config import S3Config
+from emulator.drivers.base import InvalidPath
 from emulator.drivers.base import StorageDriver
+from emulator.drivers.contract import INVALID_PATHS
 from emulator.drivers.contract import DriverContract
 from emulator.drivers.filesystem import FileSystemDriver
 from emulator.drivers.inmemory import InMemoryDriver
@@ -41,6 +43,19 @@ def test_filesystem_foreign_names_are_left_out_of_listings(tmp_path: Path) -> No
         (tmp_path / "root" / "dir" / name).write_bytes(b"foreign")
     assert driver.list("/dir") == ["/dir/..x..", "/dir/kept"]
     assert [info.path for info in driver.walk("/")] == ["/dir", "/dir/..x..", "/dir/kept"]
+
+
+@pytest.mark.parametrize("path", INVALID_PATHS)
+def test_filesystem_names_refuses_what_list_refuses(tmp_path: Path, path: str) -> None:
+    """The bare-name listing the tag store uses checks its path as every contract operation does: an
+    escaping or malformed path is refused, never listed, even with a directory where it points."""
+    root = tmp_path / "root"
+    driver = FileSystemDriver(str(root))
+    driver.put_content("/dir/kept", b"x")
+    (tmp_path / "outside").mkdir()
+    with pytest.raises(InvalidPath):
+        driver.names(path)
+    assert driver.names("/dir") == ["kept"]
 
 
 def s3_config(bucket: S3Bucket, **options: t.Any) -> S3Config:
