@@ -38,6 +38,9 @@ chunked bodies, decides keep-alive, and frames every response (Content-Length or
 - Turns (see :class:`Server`): on local storage connections run the app one at a time. No one can hold
   a turn across their own I/O: it is given up when the app first reads the body or writes, and through
   ``environ["emulator.leave_turn"]`` before slow work that needs no interpreter (password hashing).
+- ``environ["emulator.header_size"]`` (:data:`HEADER_SIZE`): the characters of the request's header
+  names and values as they arrived, counted while the environ is built; the metrics' request size uses
+  it instead of walking the environ again.
 
 Measured while choosing the server (manifest GET, filesystem storage, ``wrk -t2 -c32``, 2 cores shared with
 wrk): Werkzeug's threaded server 1.0k requests/s (no keep-alive), cheroot 2.2k with a p99 of 300 ms, granian
@@ -78,6 +81,9 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
 log = logging.getLogger("emulator.serving")
+
+#: The environ key of the request headers' size: names and values, every header as it was sent.
+HEADER_SIZE = "emulator.header_size"
 
 #: How long a client may take over its TLS handshake before its connection is dropped.
 HANDSHAKE_TIMEOUT = 10.0
@@ -542,7 +548,9 @@ class _Connection:
             elif not (target == b"*" and request.method == b"OPTIONS"):
                 raise _BadRequest(400, "malformed request target")
         chunked = False
+        header_size = 0
         for name, value in request.headers:
+            header_size += len(name) + len(value)
             if name == b"content-length":
                 if int(value) > MAX_CONTENT_LENGTH:
                     raise _BadRequest(400, "Content-Length too large")
@@ -576,6 +584,7 @@ class _Connection:
         environ["QUERY_STRING"] = query
         environ["REQUEST_METHOD"] = request.method.decode("latin-1")
         environ["SERVER_PROTOCOL"] = f"HTTP/{version.decode()}"
+        environ[HEADER_SIZE] = header_size
         return environ
 
     def handle(self, request: h11.Request) -> bool:

@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response
 
 import emulator
 from emulator.drivers.base import StorageDriver
@@ -30,6 +33,9 @@ from emulator.metrics import SIZE_BUCKETS
 from emulator.metrics import STORAGE_BUCKETS
 from emulator.metrics import Metrics
 from emulator.metrics import instrument_driver
+from emulator.metrics import request_size
+from emulator.metrics import response_size
+from emulator.serving import HEADER_SIZE
 from pax_registry_fixtures import RegistryFactory
 from pax_registry_fixtures import RegistryServer
 from pax_registry_fixtures.middleware import RecordedRequest
@@ -326,6 +332,57 @@ def test_in_flight_counts_a_request_while_its_handler_runs(pax_registry_factory:
         conn.send(b"x" * 1000)
         assert conn.read_response("PATCH").status == 202
     assert in_flight() == 0.0
+
+
+def golang_request_size(method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> int:
+    """client_golang's estimate, written out: URL, method, protocol, each header's name and value (Host
+    counted by its value and, in our server's count, by its name too), and the body's declared length."""
+    return len(target) + len(method) + len("HTTP/1.1") + sum(len(n) + len(v) for n, v in headers) + len(body)
+
+
+def test_request_and_response_sizes_of_exact_requests(pax_registry_factory: RegistryFactory) -> None:
+    """Sizes of requests whose every byte is known: counted by the server as it reads the headers, and the
+    same from the environ alone (another WSGI server), including a header sent twice."""
+    registry = pax_registry_factory(DEBUG)
+    body = b"x" * 1500
+    headers = [
+        ("Host", "registry.test"),
+        ("User-Agent", "sizes/1.0"),
+        ("X-Trace", "a"),
+        ("X-Trace", "bc"),
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(len(body))),
+    ]
+    target = "/v2/team/sizes/blobs/uploads/"
+    head = f"POST {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+    with RawConnection(registry.port, timeout=30) as conn:
+        conn.send(head.encode() + body)
+        response = conn.read_response("POST")
+    assert response.status == 202
+    samples = scrape(registry)
+    expected = golang_request_size("POST", target, headers, body)
+    assert by(samples["registry_http_request_size_bytes_sum"], "handler")[("blob_upload",)] == expected
+    assert by(samples["registry_http_request_size_bytes_count"], "handler")[("blob_upload",)] == 1
+    # A 202 without a body: its Content-Length is 0.
+    assert by(samples["registry_http_response_size_bytes_sum"], "handler")[("blob_upload",)] == 0
+
+    # Under another server the environ is all there is: the repeated header arrives joined by a comma.
+    environ = EnvironBuilder(
+        path=target, method="POST", headers=[h for h in headers if h[0] != "X-Trace"], data=body
+    ).get_environ()
+    environ["HTTP_X_TRACE"] = "a,bc"
+    environ["REQUEST_URI"] = target
+    environ["SERVER_PROTOCOL"] = "HTTP/1.1"
+    assert HEADER_SIZE not in environ
+    joined = [h for h in headers if h[0] != "X-Trace"] + [("X-Trace", "a,bc")]
+    assert request_size(Request(environ)) == golang_request_size("POST", target, joined, body)
+
+    # A HEAD's response has no body, whatever its Content-Length says; a length that is not one counts 0.
+    head_request = Request(EnvironBuilder(method="HEAD").get_environ())
+    assert response_size(head_request, Response(b"abc")) == 0
+    get_request = Request(EnvironBuilder(method="GET").get_environ())
+    assert response_size(get_request, Response(b"abc")) == 3
+    assert response_size(get_request, Response(headers={"Content-Length": "lots"})) == 0
 
 
 def test_pack_mirror_counts_under_the_v2_labels(pax_registry_factory: RegistryFactory) -> None:
