@@ -652,7 +652,7 @@ def test_headers_of_a_hostile_client_cannot_grow_the_notification_queue(
         assert response.status_code == 200
     assert registry.app.notifier is not None
     sender = registry.app.notifier.senders[0][0]
-    queued = [event for event in list(sender._queue) if event.action == "pull"]
+    queued = [event for event in list(sender._queue) if event.target.action == "pull"]
     # The first batch left the queue for the POST that failed and waits out the backoff in flight.
     assert len(queued) >= 19
     for event in queued:

@@ -37,6 +37,7 @@ from emulator.notifications.events import Captured
 from emulator.notifications.events import CapturedRequest
 from emulator.notifications.events import Encoder
 from emulator.notifications.events import Ids
+from emulator.notifications.events import Target
 from emulator.notifications.events import encode_document
 from emulator.notifications.events import references
 from emulator.notifications.events import remote_addr
@@ -598,7 +599,7 @@ def test_huge_headers_are_cut_in_events_and_not_remembered(pax_registry_factory:
         request = CapturedRequest.of(
             ids.take(), {**environ, "HTTP_USER_AGENT": agent}, "", adapter=adapter, api="v2"
         )
-        encode(Captured(request, ids.take(), time.time(), "delete", repository="team/app", tag="1.0"))
+        encode(Captured(request, ids.take(), time.time(), Target("delete", repository="team/app", tag="1.0")))
     assert len(encode._memo) == 1
 
 
@@ -1009,14 +1010,21 @@ def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() 
     source = {"addr": "box:5000", "instanceID": "instance"}
     encode = Encoder(ids, source)
 
-    def captured(action: str, *, addr: str = "10.0.0.1:1", actor: str = "", **target: t.Any) -> Captured:
+    def captured(
+        action: str,
+        *,
+        addr: str = "10.0.0.1:1",
+        actor: str = "",
+        manifest: bytes | None = None,
+        **target: t.Any,
+    ) -> Captured:
         peer, port = addr.split(":")
         environ = {
             "REMOTE_ADDR": peer, "REMOTE_PORT": port, "HTTP_HOST": "registry.test", "REQUEST_METHOD": "GET",
             "HTTP_USER_AGENT": "agent", "wsgi.url_scheme": "http",
         }  # fmt: skip
         request = CapturedRequest.of(ids.take(), environ, actor, adapter=adapter, api="v2")
-        return Captured(request, ids.take(), time.time(), action, **target)
+        return Captured(request, ids.take(), time.time(), Target(action, **target), manifest)
 
     digest = "sha256:" + "1" * 64
     layer: dict[str, t.Any] = {"media_type": BLOB, "size": 7, "digest": digest, "repository": "team/app"}
@@ -1040,27 +1048,27 @@ def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() 
         captured("delete", repository="team/app", tag="1.0"),
     ]
     for event in samples:
-        request = event.request
+        request, target = event.request, event.target
         url = ""
-        if event.route == routes.BLOB:
-            url = f"http://registry.test/v2/{event.repository}/blobs/{event.digest}"
-        elif event.route == routes.MANIFEST:
-            url = f"http://registry.test/v2/{event.repository}/manifests/{event.digest}"
+        if target.route == routes.BLOB:
+            url = f"http://registry.test/v2/{target.repository}/blobs/{target.digest}"
+        elif target.route == routes.MANIFEST:
+            url = f"http://registry.test/v2/{target.repository}/manifests/{target.digest}"
         expected_target = {
-            "mediaType": event.media_type,
-            "size": event.size,
-            "digest": event.digest,
-            "length": event.size,
-            "repository": event.repository,
-            "fromRepository": event.from_repository,
+            "mediaType": target.media_type,
+            "size": target.size,
+            "digest": target.digest,
+            "length": target.size,
+            "repository": target.repository,
+            "fromRepository": target.from_repository,
             "url": url,
-            "tag": event.tag,
+            "tag": target.tag,
             "references": None if event.manifest is None else references(event.manifest),
         }
         assert json.loads(encode(event)) == {
             "id": ids.format(event.number),
             "timestamp": rfc3339nano(datetime.datetime.fromtimestamp(event.when).astimezone()),
-            "action": event.action,
+            "action": target.action,
             "target": {key: value for key, value in expected_target.items() if value},
             "request": {
                 "id": ids.format(request.number),

@@ -59,7 +59,7 @@ def omit_empty(fields: t.Iterable[tuple[str, t.Any]]) -> dict[str, t.Any]:
     return {key: value for key, value in fields if value not in ("", 0, None) and value != [] and value != {}}
 
 
-def target(
+def target_fields(
     *,
     media_type: str = "",
     size: int = 0,
@@ -231,13 +231,12 @@ class CapturedRequest:
     size: int
     #: The user name, ``""`` for none.
     actor: str
-    _: dataclasses.KW_ONLY
-    #: ``http.host``, ``None`` or ``""`` when unset.
-    host_setting: str | None
-    #: ``http.relativeurls``: targets' URLs are paths.
-    relative: bool
     adapter: MapAdapter
     api: str
+    #: ``http.host``, ``None`` or ``""`` when unset.
+    host_setting: str | None = None
+    #: ``http.relativeurls``: targets' URLs are paths.
+    relative: bool = False
 
     @classmethod
     def of(
@@ -245,27 +244,18 @@ class CapturedRequest:
         number: int,
         environ: t.Mapping[str, t.Any],
         actor: str,
-        *,
-        host_setting: str | None = None,
-        relative: bool = False,
         adapter: MapAdapter,
         api: str,
+        host_setting: str | None = None,
+        relative: bool = False,
     ) -> CapturedRequest:
         values = tuple(map(environ.get, ENVIRON_KEYS))
         size = sum(map(len, filter(None, values)))
         if size > CAPTURED_VALUE_SIZE:
             values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
             size = sum(map(len, filter(None, values)))
-        return cls(
-            number,
-            values,
-            size,
-            actor,
-            host_setting=host_setting,
-            relative=relative,
-            adapter=adapter,
-            api=api,
-        )
+        # Positional: keyword arguments to a dataclass cost a request as much as the rest of this.
+        return cls(number, values, size, actor, adapter, api, host_setting, relative)
 
     def environ(self) -> dict[str, t.Any]:
         """The captured part of the request's environ."""
@@ -285,21 +275,15 @@ class CapturedRequest:
         }
 
 
-@dataclasses.dataclass(slots=True, eq=False)
-class Captured:
-    """One event as its request saw it, to be encoded by the sender (:class:`Encoder`).
+class Target(t.NamedTuple):
+    """What an event is about, its action included: all of it but the request it came from, its id and
+    its time. Handlers make one per event, so it is a tuple, and the encoder's memo keys on it.
 
     :param route: the route of the target's URL (:data:`~emulator.routes.BLOB` or
         :data:`~emulator.routes.MANIFEST`), ``""`` for none (deletes).
-    :param manifest: the content of the manifest whose descriptors make ``target.references`` (the
-        stored bytes, shared, not copied), or ``None`` to leave them out: the sender reads them.
     """
 
-    request: CapturedRequest
-    number: int
-    when: float
     action: str
-    _: dataclasses.KW_ONLY
     media_type: str = ""
     size: int = 0
     digest: str = ""
@@ -307,7 +291,30 @@ class Captured:
     from_repository: str = ""
     route: str = ""
     tag: str = ""
-    manifest: bytes | None = None
+
+
+class Captured:
+    """One event as its request saw it, to be encoded by the sender (:class:`Encoder`).
+
+    :param manifest: the content of the manifest whose descriptors make ``target.references`` (the
+        stored bytes, shared, not copied), or ``None`` to leave them out: the sender reads them.
+    """
+
+    __slots__ = ("manifest", "number", "request", "target", "when")
+
+    def __init__(
+        self,
+        request: CapturedRequest,
+        number: int,
+        when: float,
+        target: Target,
+        manifest: bytes | None = None,
+    ) -> None:
+        self.request = request
+        self.number = number
+        self.when = when
+        self.target = target
+        self.manifest = manifest
 
 
 class Encoder:
@@ -330,14 +337,7 @@ class Encoder:
         # Requests with large headers are not remembered: the memo stays within a few MiB.
         if event.manifest is None and request.size <= CAPTURED_VALUE_SIZE:
             key = (
-                event.action,
-                event.media_type,
-                event.size,
-                event.digest,
-                event.repository,
-                event.from_repository,
-                event.route,
-                event.tag,
+                event.target,
                 request.values,
                 request.actor,
                 request.host_setting,
@@ -360,31 +360,30 @@ class Encoder:
         ).encode()
 
     @staticmethod
-    def _url(event: Captured) -> str:
-        if not event.route:
+    def _url(request: CapturedRequest, target: Target) -> str:
+        if not target.route:
             return ""
-        request = event.request
         # Built as Context.url_for builds it; a MapAdapter's build reads only what it was bound with.
-        values = {"name": event.repository, _DIGEST_VALUE[event.route]: event.digest}
-        return request.url_base() + request.adapter.build(f"{request.api}.{event.route}", values)
+        values = {"name": target.repository, _DIGEST_VALUE[target.route]: target.digest}
+        return request.url_base() + request.adapter.build(f"{request.api}.{target.route}", values)
 
     def _parts(self, event: Captured) -> tuple[str, str]:
         """The event's JSON around the request id, after the event's own id and timestamp."""
-        request = event.request
-        fields = target(
-            media_type=event.media_type,
-            size=event.size,
-            digest=event.digest,
-            repository=event.repository,
-            from_repository=event.from_repository,
-            url=self._url(event),
-            tag=event.tag,
+        request, target = event.request, event.target
+        fields = target_fields(
+            media_type=target.media_type,
+            size=target.size,
+            digest=target.digest,
+            repository=target.repository,
+            from_repository=target.from_repository,
+            url=self._url(request, target),
+            tag=target.tag,
             references=None if event.manifest is None else references(event.manifest),
         )
         # method and useragent are always there, so the request's fields never make an empty object.
         rest = _dumps(request.fields())
         actor = _dumps(omit_empty([("name", request.actor)]))
-        head = f'"action":{_dumps(event.action)},"target":{_dumps(fields)},"request":{{"id":"'
+        head = f'"action":{_dumps(target.action)},"target":{_dumps(fields)},"request":{{"id":"'
         return head, f'",{rest[1:]},"actor":{actor},"source":{self._source}}}'
 
 
