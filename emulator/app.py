@@ -190,10 +190,11 @@ class RegistryApp:
             if self.metrics is not None and allowed:
                 # distribution's dispatchers answer these 405s, so they count under their route.
                 matched, _ = adapter.match(method=allowed[0])
-                self.metrics.end(self.metrics.begin(str(matched).partition(".")[2]), request, response)
+                route = str(matched).partition(".")[2]
+                self.metrics.end(self.metrics.begin(route, request), request, response)
             return response
         api, _, name = str(endpoint).partition(".")
-        begun = self.metrics.begin(name) if self.metrics is not None else None
+        begun = self.metrics.begin(name, request) if self.metrics is not None else None
         try:
             response = self._dispatch(request, adapter, api, name, values)
         except RegistryError as e:
