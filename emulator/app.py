@@ -66,7 +66,6 @@ if t.TYPE_CHECKING:
     from .debug import DebugServer
     from .metrics import Metrics
     from .notifications import Notifier
-    from .notifications import RequestNotifier
     from .storage.registry import Registry
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
@@ -244,12 +243,9 @@ class RegistryApp:
         checked = check_route_values(request.method, values)
         context = Context(request, self.registry, self.config, self.secret, adapter, api)
         if self.notifier is not None:
-            context.notifier = self._request_notifier(self.notifier, context)
+            user = self.authenticator.username(request) if self.authenticator is not None else None
+            context.notifier = self.notifier.for_request(context, user)
         return self.handlers[endpoint](context, **checked)
-
-    def _request_notifier(self, notifier: Notifier, context: Context) -> RequestNotifier:
-        user = self.authenticator.username(context.request) if self.authenticator is not None else None
-        return notifier.for_request(context, user)
 
     def _finish(self, response: Response, *, routed: bool) -> Response:
         # Go writes reason phrases as RFC 9110 spells them ("401 Unauthorized"), Werkzeug in capitals.

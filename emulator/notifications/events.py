@@ -16,12 +16,12 @@ import functools
 import ipaddress
 import itertools
 import json
-import math
 import typing as t
 import uuid
 
 from .. import forwarded
 from .. import routes
+from ..serving import HEAD_SIZE
 
 if t.TYPE_CHECKING:
     from werkzeug.routing import MapAdapter
@@ -158,17 +158,23 @@ def rfc3339nano(moment: datetime.datetime) -> str:
     return f"{text}{sign}{hours:02d}:{minutes:02d}"
 
 
+#: A timestamp up to its zone, with the microseconds. This module's formats are %-formats: every event
+#: goes through them, and a %-format costs the interpreter less than a format spec in an f-string.
+_FRACTION_FORMAT = "%s.%06d"
+
+
 def timestamp(seconds: float) -> str:
     """``time.time()``'s ``seconds`` in local time as :func:`rfc3339nano` writes it. The date, time and
     offset are worked out once per second: most events of a busy registry share them."""
     # Rounded as datetime.fromtimestamp rounds: the fraction alone, half to even.
-    fraction_of_second, whole = math.modf(seconds)
-    micros = round(fraction_of_second * 1_000_000)
+    whole = int(seconds)
+    micros = round((seconds - whole) * 1_000_000)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
-    head, zone = _second(int(whole))
-    fraction = f"{micros:06d}".rstrip("0")
-    return f"{head}.{fraction}{zone}" if fraction else head + zone
+    head, zone = _second(whole)
+    if micros:
+        return (_FRACTION_FORMAT % (head, micros)).rstrip("0") + zone
+    return head + zone
 
 
 @functools.lru_cache(maxsize=4)
@@ -178,23 +184,30 @@ def _second(whole: int) -> tuple[str, str]:
     return text[: -len(zone)], zone
 
 
+#: The bits of an id's number that its last 12 hex digits show.
+ID_MASK = 0xFFFFFFFFFFFF
+#: An id: the registry's prefix, then 12 hex digits of the number.
+ID_FORMAT = "%s%012x"
+#: An encoded event: its id, timestamp, the memoized JSON up to the request id, that id, the rest.
+_EVENT_FORMAT = '{"id":"%s%012x","timestamp":"%s",%s%s%012x%s'
+
+
 class Ids:
     """Event and request ids: distribution's are random UUIDs (version 4), whose 2 us from
     ``os.urandom`` each would be spent in the request thread. These are one random version-4 UUID per
     registry whose last 48 bits count up, so they are still UUIDs, unique within the registry and, by
-    the 74 random bits of the rest, across registries. :meth:`take` is a C-level counter increment,
+    the 74 random bits of the rest, across registries. :attr:`take` is a C-level counter increment,
     safe from any thread; :meth:`format` happens in the sender."""
 
     def __init__(self) -> None:
         random = uuid.uuid4()
-        self._prefix = str(random)[:24]
-        self._numbers = itertools.count(random.int & 0xFFFFFFFFFFFF)
-
-    def take(self) -> int:
-        return next(self._numbers)
+        #: What every id starts with; :data:`ID_FORMAT` puts a number's last 48 bits after it.
+        self.prefix = str(random)[:24]
+        #: The next number: the counter's own ``__next__``, called from any thread without a Python frame.
+        self.take: t.Callable[[], int] = itertools.count(random.int & ID_MASK).__next__
 
     def format(self, number: int) -> str:
-        return f"{self._prefix}{number & 0xFFFFFFFFFFFF:012x}"
+        return ID_FORMAT % (self.prefix, number & ID_MASK)
 
 
 #: The environ values an event is built from, read by the request in one call and turned into
@@ -227,16 +240,14 @@ class CapturedRequest:
 
     number: int
     values: tuple[t.Any, ...]
-    #: Characters in ``values``.
+    #: A bound on the characters of ``values`` that came from the client: the request head's size when
+    #: our server counted it and it is at most :data:`CAPTURED_VALUE_SIZE`, else the characters in
+    #: ``values``.
     size: int
     #: The user name, ``""`` for none.
     actor: str
     adapter: MapAdapter
     api: str
-    #: ``http.host``, ``None`` or ``""`` when unset.
-    host_setting: str | None = None
-    #: ``http.relativeurls``: targets' URLs are paths.
-    relative: bool = False
 
     @classmethod
     def of(
@@ -246,24 +257,26 @@ class CapturedRequest:
         actor: str,
         adapter: MapAdapter,
         api: str,
-        host_setting: str | None = None,
-        relative: bool = False,
     ) -> CapturedRequest:
         values = tuple(map(environ.get, ENVIRON_KEYS))
-        size = sum(map(len, filter(None, values)))
+        # Our server counted the head: when it is short, so is every header value, and their sum need
+        # not be made (a third of this capture).
+        size = environ.get(HEAD_SIZE, CAPTURED_VALUE_SIZE + 1)
         if size > CAPTURED_VALUE_SIZE:
-            values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
             size = sum(map(len, filter(None, values)))
+            if size > CAPTURED_VALUE_SIZE:
+                values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
+                size = sum(map(len, filter(None, values)))
         # Positional: keyword arguments to a dataclass cost a request as much as the rest of this.
-        return cls(number, values, size, actor, adapter, api, host_setting, relative)
+        return cls(number, values, size, actor, adapter, api)
 
     def environ(self) -> dict[str, t.Any]:
         """The captured part of the request's environ."""
         return {key: value for key, value in zip(ENVIRON_KEYS, self.values, strict=True) if value is not None}
 
-    def url_base(self) -> str:
-        """What a target's URL starts with: ``""`` for relative URLs."""
-        return "" if self.relative else forwarded.base_url(self.environ(), self.host_setting)
+    def url_base(self, host_setting: str | None) -> str:
+        """What a target's URL starts with, given ``http.host`` (``None`` or ``""`` when unset)."""
+        return forwarded.base_url(self.environ(), host_setting)
 
     def fields(self) -> dict[str, str]:
         """distribution's ``request`` object, without its id: each key only when it has a value, but
@@ -293,28 +306,18 @@ class Target(t.NamedTuple):
     tag: str = ""
 
 
-class Captured:
+class Captured(t.NamedTuple):
     """One event as its request saw it, to be encoded by the sender (:class:`Encoder`).
 
     :param manifest: the content of the manifest whose descriptors make ``target.references`` (the
         stored bytes, shared, not copied), or ``None`` to leave them out: the sender reads them.
     """
 
-    __slots__ = ("manifest", "number", "request", "target", "when")
-
-    def __init__(
-        self,
-        request: CapturedRequest,
-        number: int,
-        when: float,
-        target: Target,
-        manifest: bytes | None = None,
-    ) -> None:
-        self.request = request
-        self.number = number
-        self.when = when
-        self.target = target
-        self.manifest = manifest
+    request: CapturedRequest
+    number: int
+    when: float
+    target: Target
+    manifest: bytes | None = None
 
 
 class Encoder:
@@ -326,25 +329,22 @@ class Encoder:
     lookup and three string formats instead of building and dumping three dictionaries.
     """
 
-    def __init__(self, ids: Ids, source: dict[str, t.Any]) -> None:
+    def __init__(
+        self, ids: Ids, source: dict[str, t.Any], *, host_setting: str | None = None, relative: bool = False
+    ) -> None:
         self._ids = ids
         self._source = _dumps(source)
+        #: ``http.host``, ``None`` or ``""`` when unset.
+        self._host_setting = host_setting
+        #: ``http.relativeurls``: targets' URLs are paths.
+        self._relative = relative
         self._memo: dict[tuple[t.Any, ...], tuple[str, str]] = {}
 
     def __call__(self, event: Captured) -> bytes:
-        request = event.request
-        parts = None
+        request, number, when, target, manifest = event
         # Requests with large headers are not remembered: the memo stays within a few MiB.
-        if event.manifest is None and request.size <= CAPTURED_VALUE_SIZE:
-            key = (
-                event.target,
-                request.values,
-                request.actor,
-                request.host_setting,
-                request.relative,
-                request.adapter.script_name,
-                request.api,
-            )
+        if manifest is None and request.size <= CAPTURED_VALUE_SIZE:
+            key = (target, request.values, request.actor, request.adapter.script_name, request.api)
             parts = self._memo.get(key)
             if parts is None:
                 if len(self._memo) >= MEMO_SIZE:
@@ -352,20 +352,19 @@ class Encoder:
                 parts = self._memo[key] = self._parts(event)
         else:
             parts = self._parts(event)
+        prefix = self._ids.prefix
+        # One %-format for the whole event: ids as Ids.format writes them, without a call each.
         head, tail = parts
-        ids = self._ids
-        return (
-            f'{{"id":"{ids.format(event.number)}","timestamp":"{timestamp(event.when)}",'
-            f"{head}{ids.format(request.number)}{tail}"
-        ).encode()
+        values = (prefix, number & ID_MASK, timestamp(when), head, prefix, request.number & ID_MASK, tail)
+        return (_EVENT_FORMAT % values).encode()
 
-    @staticmethod
-    def _url(request: CapturedRequest, target: Target) -> str:
+    def _url(self, request: CapturedRequest, target: Target) -> str:
         if not target.route:
             return ""
         # Built as Context.url_for builds it; a MapAdapter's build reads only what it was bound with.
         values = {"name": target.repository, _DIGEST_VALUE[target.route]: target.digest}
-        return request.url_base() + request.adapter.build(f"{request.api}.{target.route}", values)
+        base = "" if self._relative else request.url_base(self._host_setting)
+        return base + request.adapter.build(f"{request.api}.{target.route}", values)
 
     def _parts(self, event: Captured) -> tuple[str, str]:
         """The event's JSON around the request id, after the event's own id and timestamp."""
