@@ -283,8 +283,10 @@ class Metrics:
             route.fold()
         for series in self._storage.values():
             series.fold()
-        if self._cache is not None:
-            hits = _take(self._cache_pending)
+        hits = _take(self._cache_pending)
+        if hits:
+            if self._cache is None:
+                self._cache = dict.fromkeys(CACHE_TYPES, 0)
             found = sum(hits)
             self._cache["Request"] += len(hits)
             self._cache["Hit"] += found
