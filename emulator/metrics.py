@@ -387,6 +387,7 @@ def request_size(request: Request) -> int:
     which lacks the headers a server dropped and joins repeated ones by commas.
     """
     environ = request.environ
+    content_length = environ.get("CONTENT_LENGTH")
     size = environ.get(HEAD_SIZE)
     if size is None:
         size = len(environ.get("REQUEST_URI", "")) + len(environ.get("REQUEST_METHOD", ""))
@@ -397,10 +398,8 @@ def request_size(request: Request) -> int:
         content_type = environ.get("CONTENT_TYPE")
         if content_type:
             size += len("Content-Type") + len(content_type)
-        content_length = environ.get("CONTENT_LENGTH")
         if content_length:
             size += len("Content-Length") + len(content_length)
-    content_length = environ.get("CONTENT_LENGTH")
     return size + int(content_length) if content_length else size
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -60,8 +61,13 @@ def scrape(registry: RegistryServer, path: str = "/metrics") -> dict[str, dict[L
     response = requests.get(registry.debug_url + path, timeout=30)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    return samples_of(text_string_to_metric_families(response.text))
+
+
+def samples_of(families: t.Iterable[Metric]) -> dict[str, dict[Labels, float]]:
+    """Every sample of ``families``, by sample name and then by label set."""
     samples: dict[str, dict[Labels, float]] = collections.defaultdict(dict)
-    for family in text_string_to_metric_families(response.text):
+    for family in families:
         for sample in family.samples:
             samples[sample.name][frozenset(sample.labels.items())] = sample.value
     return samples
@@ -294,11 +300,7 @@ class TestInstrumentedFileSystem(DriverContract):
 
 def collected(metrics: Metrics) -> dict[str, dict[Labels, float]]:
     """Every sample a scrape of ``metrics`` would show, by sample name and then by label set."""
-    samples: dict[str, dict[Labels, float]] = collections.defaultdict(dict)
-    for family in metrics.registry.collect():
-        for sample in family.samples:
-            samples[sample.name][frozenset(sample.labels.items())] = sample.value
-    return samples
+    return samples_of(metrics.registry.collect())
 
 
 def test_no_observation_is_lost_while_threads_fold_and_scrape(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ ID_MASK = 0xFFFFFFFFFFFF
 #: An id: the registry's prefix, then 12 hex digits of the number.
 ID_FORMAT = "%s%012x"
 #: An encoded event: its id, timestamp, the memoized JSON up to the request id, that id, the rest.
-_EVENT_FORMAT = '{"id":"%s%012x","timestamp":"%s",%s%s%012x%s'
+_EVENT_FORMAT = '{"id":"' + ID_FORMAT + '","timestamp":"%s",%s' + ID_FORMAT + "%s"
 
 
 class Ids:
@@ -259,14 +259,12 @@ class CapturedRequest:
         api: str,
     ) -> CapturedRequest:
         values = tuple(map(environ.get, ENVIRON_KEYS))
-        # Our server counted the head: when it is short, so is every header value, and their sum need
-        # not be made (a third of this capture).
+        # Our server counted the head: when it is short, so is every header value, and neither the cut
+        # nor the sum need be made (a third of this capture). A cut leaves a shorter value as it is.
         size = environ.get(HEAD_SIZE, CAPTURED_VALUE_SIZE + 1)
         if size > CAPTURED_VALUE_SIZE:
+            values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
             size = sum(map(len, filter(None, values)))
-            if size > CAPTURED_VALUE_SIZE:
-                values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
-                size = sum(map(len, filter(None, values)))
         # Positional: keyword arguments to a dataclass cost a request as much as the rest of this.
         return cls(number, values, size, actor, adapter, api)
 
