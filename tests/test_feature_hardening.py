@@ -34,6 +34,7 @@ from conformance.client import RegistryClient
 from conformance.client import error_codes
 from conformance.data import Blob
 from emulator.cli import main
+from emulator.notifications.events import CAPTURED_VALUE_SIZE
 from emulator.packs import Limits
 from emulator.packs import hooks
 from emulator.packs.validate import _load_yaml
@@ -55,6 +56,9 @@ from tests.packhelpers import push_archive
 from tests.packhelpers import registry_fixture  # noqa: F401 - a fixture
 from tests.rawhttp import RawConnection
 from tests.test_health import wait_for_status
+from tests.test_metrics import by
+from tests.test_metrics import golang_request_size
+from tests.test_metrics import scrape
 from tests.test_validation import OCI_MANIFEST
 from tests.test_validation import OCI_NONDIST_GZIP
 from tests.test_validation import Case
@@ -659,6 +663,45 @@ def test_headers_of_a_hostile_client_cannot_grow_the_notification_queue(
         kept = [value for value in event.request.values if value]
         assert max(map(len, kept)) <= 1024
         assert event.request.url_base(None) == registry.url  # the forged host and scheme are not used
+
+
+def test_a_short_head_of_repeated_headers_stays_within_what_is_captured_and_is_measured_exactly(
+    pax_registry_factory: RegistryFactory,
+) -> None:
+    """A head of at most 1,024 characters spares the capture its sum (our server counted the head): forty
+    one-character X-Forwarded-For lines, which the environ joins by commas, an absolute-form target that
+    replaces the Host, and a header with an underscore that never reaches the environ must not make the
+    captured client values longer than that count; the metrics measure the head as it was sent."""
+    dead = {"name": "dead", "url": "http://127.0.0.1:9/events", "threshold": 1, "backoff": "60s"}
+    registry = pax_registry_factory(
+        {
+            "http": {"debug": {"addr": "127.0.0.1:0", "prometheus": {"enabled": True}}},
+            "notifications": {"endpoints": [dead]},
+        }
+    )
+    digest = registry.push_blob("team/app", b"content")
+    target = f"http://registry.test/v2/team/app/blobs/{digest}"
+    headers = [("Host", "elsewhere.test"), ("X_Under", "dropped"), *[("X-Forwarded-For", "1")] * 40]
+    head = f"HEAD {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n"
+    with RawConnection(registry.port, timeout=30) as conn:
+        for _ in range(2):  # the first event leaves in the POST that fails; the second stays queued
+            conn.send(head.encode())
+            assert conn.read_response("HEAD").status == 200
+
+    counted = golang_request_size("HEAD", target, headers, b"")
+    assert counted <= CAPTURED_VALUE_SIZE
+    sizes = by(scrape(registry)["registry_http_request_size_bytes_sum"], "handler")
+    assert sizes[("blob",)] == 2 * counted
+    assert registry.app.notifier is not None
+    sender = registry.app.notifier.senders[0][0]
+    queued = [event for event in list(sender._queue) if event.target.action == "pull"]
+    assert queued
+    pulled = queued[-1]
+    captured = pulled.request.environ()
+    assert captured["HTTP_HOST"] == "registry.test"
+    assert captured["HTTP_X_FORWARDED_FOR"] == ",".join("1" * 40)
+    from_client = sum(len(value) for key, value in captured.items() if key.startswith("HTTP_"))
+    assert from_client <= pulled.request.size <= CAPTURED_VALUE_SIZE
 
 
 # -- health checks ----------------------------------------------------------------------------------
