@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import logging
 import os
 import sys
@@ -179,6 +180,11 @@ def serve(path: str | None) -> int:
 
     def ready(server: t.Any) -> None:
         listening.set()
+        # What start-up made (modules, the configuration, the routes: about 28,000 objects) lives as long
+        # as the process. Frozen, it is left out of every later collection: a full collection otherwise
+        # walks all of it, about 20 ms each time, and a registry queuing notification events for its
+        # endpoints starts one every few thousand requests.
+        gc.freeze()
         scheme = "https" if ssl_context is not None else "http"
         where = (
             config.http.addr
