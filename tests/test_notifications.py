@@ -26,10 +26,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from werkzeug.test import Client
 
 from benchmarks.features import Sink
 from emulator import routes
+from emulator.app import make_app
 from emulator.config import EndpointConfig
+from emulator.inprocess import load_config
 from emulator.notifications import ENVELOPE_MEDIA_TYPE
 from emulator.notifications import EndpointMetrics
 from emulator.notifications.events import CAPTURED_VALUE_SIZE
@@ -580,6 +583,46 @@ def test_target_urls_are_built_as_locations_are(pax_registry_factory: RegistryFa
         assert event["target"]["url"] == f"{expected_base}/v2/team/app/blobs/{digest}"
 
 
+def test_target_urls_keep_the_script_name_of_a_mounted_app(pax_notifications: NotificationSink) -> None:
+    """Mounted by another WSGI server under a script name and ``http.prefix``, the registry's events
+    name their targets where its Location headers send clients: below both."""
+    config = load_config(
+        {
+            "version": "0.1",
+            "storage": {"inmemory": {}},
+            "http": {"prefix": "/registry/"},
+            "notifications": {"endpoints": [pax_notifications.endpoint()]},
+        }
+    )
+    app = make_app(config)
+    app.open()
+    try:
+        client = Client(app)
+        mounted = {"SCRIPT_NAME": "/mirror"}
+        base = "http://registry.test/mirror/registry/v2/team/app"
+        data = b"mounted"
+        digest = sha256(data)
+        started = client.post(
+            "/registry/v2/team/app/blobs/uploads/",
+            base_url="http://registry.test/",
+            environ_overrides=mounted,
+        )
+        assert started.status_code == 202
+        assert started.headers["Location"].startswith(base + "/blobs/uploads/")
+        pushed = client.put(
+            started.headers["Location"].removeprefix("http://registry.test/mirror") + f"&digest={digest}",
+            data=data,
+            base_url="http://registry.test/",
+            environ_overrides=mounted,
+        )
+        assert pushed.status_code == 201
+        assert pushed.headers["Location"] == f"{base}/blobs/{digest}"
+        (event,) = pax_notifications.wait_for(action="push", digest=digest)
+    finally:
+        app.close()
+    assert event["target"]["url"] == f"{base}/blobs/{digest}"
+
+
 def test_huge_headers_are_cut_in_events_and_not_remembered(pax_registry_factory: RegistryFactory) -> None:
     """A queue of events must not hold every header a client sent: a user agent of 64 KiB is cut to
     CAPTURED_VALUE_SIZE characters, and an event of a request with headers that large is not kept in the
@@ -592,12 +635,11 @@ def test_huge_headers_are_cut_in_events_and_not_remembered(pax_registry_factory:
     assert event["request"]["useragent"] == agent[:CAPTURED_VALUE_SIZE]
 
     ids = Ids()
-    encode = Encoder(ids, {"addr": "box:5000", "instanceID": "instance"})
-    adapter = build_map("").bind("registry.test")
+    encode = Encoder(ids, {"addr": "box:5000", "instanceID": "instance"}, build_map(""))
     environ = {"REMOTE_ADDR": "10.0.0.1", "HTTP_HOST": "registry.test", "wsgi.url_scheme": "http"}
     for agent in ("agent", "b" * 8192):
         request = CapturedRequest.of(
-            ids.take(), {**environ, "HTTP_USER_AGENT": agent}, "", adapter=adapter, api="v2"
+            ids.take(), {**environ, "HTTP_USER_AGENT": agent}, "", script_name="", api="v2"
         )
         encode(Captured(request, ids.take(), time.time(), Target("delete", repository="team/app", tag="1.0")))
     assert len(encode._memo) == 1
@@ -1005,10 +1047,9 @@ def test_one_connection_is_kept_and_replaced_once_the_endpoint_closed_it() -> No
 
 
 def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() -> None:
-    adapter = build_map("").bind("registry.test")
     ids = Ids()
     source = {"addr": "box:5000", "instanceID": "instance"}
-    encode = Encoder(ids, source)
+    encode = Encoder(ids, source, build_map(""))
 
     def captured(
         action: str,
@@ -1023,7 +1064,7 @@ def test_encoded_events_carry_their_own_fields_whatever_the_encoder_remembers() 
             "REMOTE_ADDR": peer, "REMOTE_PORT": port, "HTTP_HOST": "registry.test", "REQUEST_METHOD": "GET",
             "HTTP_USER_AGENT": "agent", "wsgi.url_scheme": "http",
         }  # fmt: skip
-        request = CapturedRequest.of(ids.take(), environ, actor, adapter=adapter, api="v2")
+        request = CapturedRequest.of(ids.take(), environ, actor, script_name="", api="v2")
         return Captured(request, ids.take(), time.time(), Target(action, **target), manifest)
 
     digest = "sha256:" + "1" * 64

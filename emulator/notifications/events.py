@@ -24,7 +24,7 @@ from .. import routes
 from ..serving import HEAD_SIZE
 
 if t.TYPE_CHECKING:
-    from werkzeug.routing import MapAdapter
+    from werkzeug.routing import Map
 
 #: The Content-Type of every notification POST (3.x moved to ``...events.v2+json``).
 ENVELOPE_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
@@ -235,7 +235,9 @@ class CapturedRequest:
     the URLs of its targets are built from.
 
     The request thread only copies references; the sender works out the fields from them (:meth:`fields`)
-    once per kind of event (see :class:`Encoder`).
+    once per kind of event (see :class:`Encoder`). It keeps the script name rather than the request's
+    bound routes: a queued event then holds a few strings, not a MapAdapter and its attributes, so a full
+    queue stays small and the garbage collector has fewer objects to walk while events wait.
     """
 
     number: int
@@ -246,7 +248,8 @@ class CapturedRequest:
     size: int
     #: The user name, ``""`` for none.
     actor: str
-    adapter: MapAdapter
+    #: ``SCRIPT_NAME``, where the registry's routes are mounted.
+    script_name: str
     api: str
 
     @classmethod
@@ -255,7 +258,7 @@ class CapturedRequest:
         number: int,
         environ: t.Mapping[str, t.Any],
         actor: str,
-        adapter: MapAdapter,
+        script_name: str,
         api: str,
     ) -> CapturedRequest:
         values = tuple(map(environ.get, ENVIRON_KEYS))
@@ -266,7 +269,7 @@ class CapturedRequest:
             values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
             size = sum(map(len, filter(None, values)))
         # Positional: keyword arguments to a dataclass cost a request as much as the rest of this.
-        return cls(number, values, size, actor, adapter, api)
+        return cls(number, values, size, actor, script_name, api)
 
     def environ(self) -> dict[str, t.Any]:
         """The captured part of the request's environ."""
@@ -325,13 +328,22 @@ class Encoder:
     client connection, which is most of a busy registry's events: those parts are remembered (up to
     :data:`MEMO_SIZE` kinds of event, then forgotten all at once), so a repeated event costs a dictionary
     lookup and three string formats instead of building and dumping three dictionaries.
+
+    :param url_map: the registry's routes, which targets' URLs are built from.
     """
 
     def __init__(
-        self, ids: Ids, source: dict[str, t.Any], *, host_setting: str | None = None, relative: bool = False
+        self,
+        ids: Ids,
+        source: dict[str, t.Any],
+        url_map: Map,
+        *,
+        host_setting: str | None = None,
+        relative: bool = False,
     ) -> None:
         self._ids = ids
         self._source = _dumps(source)
+        self._url_map = url_map
         #: ``http.host``, ``None`` or ``""`` when unset.
         self._host_setting = host_setting
         #: ``http.relativeurls``: targets' URLs are paths.
@@ -342,7 +354,7 @@ class Encoder:
         request, number, when, target, manifest = event
         # Requests with large headers are not remembered: the memo stays within a few MiB.
         if manifest is None and request.size <= CAPTURED_VALUE_SIZE:
-            key = (target, request.values, request.actor, request.adapter.script_name, request.api)
+            key = (target, request.values, request.actor, request.script_name, request.api)
             parts = self._memo.get(key)
             if parts is None:
                 if len(self._memo) >= MEMO_SIZE:
@@ -359,10 +371,12 @@ class Encoder:
     def _url(self, request: CapturedRequest, target: Target) -> str:
         if not target.route:
             return ""
-        # Built as Context.url_for builds it; a MapAdapter's build reads only what it was bound with.
+        # Built as Context.url_for builds it: a path under the request's script name, after the base.
+        # The server name is never read, as no URL is built external here.
+        adapter = self._url_map.bind("", script_name=request.script_name)
         values = {"name": target.repository, _DIGEST_VALUE[target.route]: target.digest}
         base = "" if self._relative else request.url_base(self._host_setting)
-        return base + request.adapter.build(f"{request.api}.{target.route}", values)
+        return base + adapter.build(f"{request.api}.{target.route}", values)
 
     def _parts(self, event: Captured) -> tuple[str, str]:
         """The event's JSON around the request id, after the event's own id and timestamp."""

@@ -67,7 +67,7 @@ class Notifier:
     """Every enabled endpoint's sender; a :class:`~emulator.app.Service` that starts and stops them all.
 
     :param http: the ``http`` section: the port of ``http.addr`` goes into each event's ``source``,
-        ``http.host`` and ``http.relativeurls`` shape the targets' URLs.
+        ``http.prefix``, ``http.host`` and ``http.relativeurls`` shape the targets' URLs.
     """
 
     def __init__(self, config: NotificationsConfig, http: HTTPConfig) -> None:
@@ -75,11 +75,14 @@ class Notifier:
         self.ids = Ids()
         self.source = events.source_fields(socket.gethostname(), http.addr, str(uuid.uuid4()))
         self.senders: list[tuple[EndpointSender[Captured], _Filter]] = []
+        url_map = routes.build_map(http.prefix)  # the app's own: built once per prefix
         for endpoint in config.endpoints:
             if endpoint.disabled:
                 log.info("notifications endpoint %s (%s) is disabled", endpoint.name, endpoint.url)
                 continue
-            encoder = Encoder(self.ids, self.source, host_setting=http.host, relative=http.relativeurls)
+            encoder = Encoder(
+                self.ids, self.source, url_map, host_setting=http.host, relative=http.relativeurls
+            )
             sender = EndpointSender(endpoint, encoder)
             self.senders.append((sender, _Filter(endpoint)))
         #: Queues an event for every endpoint that does not ignore it. Most registries have one endpoint
@@ -191,6 +194,6 @@ class RequestNotifier:
             notifier.ids.take(),
             environ,
             actor or "",
-            context.adapter,
+            context.adapter.script_name,
             context.api,
         )
