@@ -242,9 +242,9 @@ class CapturedRequest:
 
     number: int
     values: tuple[t.Any, ...]
-    #: A bound on the characters of ``values`` that came from the client: the request head's size when
-    #: our server counted it and it is at most :data:`CAPTURED_VALUE_SIZE`, else the characters in
-    #: ``values``.
+    #: A bound on the characters of ``values`` and ``script_name`` that came from the client: the request
+    #: head's size when our server counted it and it is at most :data:`CAPTURED_VALUE_SIZE` (our server's
+    #: script name is its own), else the characters in both.
     size: int
     #: The user name, ``""`` for none.
     actor: str
@@ -267,7 +267,9 @@ class CapturedRequest:
         size = environ.get(HEAD_SIZE, CAPTURED_VALUE_SIZE + 1)
         if size > CAPTURED_VALUE_SIZE:
             values = tuple(value[:CAPTURED_VALUE_SIZE] if value else value for value in values)
-            size = sum(map(len, filter(None, values)))
+            # Set by the WSGI server, or by a prefix middleware from a header: bounded like the rest.
+            script_name = script_name[:CAPTURED_VALUE_SIZE]
+            size = sum(map(len, filter(None, values))) + len(script_name)
         # Positional: keyword arguments to a dataclass cost a request as much as the rest of this.
         return cls(number, values, size, actor, script_name, api)
 
