@@ -29,12 +29,17 @@ from pathlib import Path
 
 import pytest
 import requests
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.test import Client
 
 from conformance.client import RegistryClient
 from conformance.client import error_codes
 from conformance.data import Blob
+from emulator.app import make_app
 from emulator.cli import main
+from emulator.inprocess import load_config
 from emulator.notifications.events import CAPTURED_VALUE_SIZE
+from emulator.notifications.events import Encoder
 from emulator.packs import Limits
 from emulator.packs import hooks
 from emulator.packs.validate import _load_yaml
@@ -702,6 +707,36 @@ def test_a_short_head_of_repeated_headers_stays_within_what_is_captured_and_is_m
     assert captured["HTTP_X_FORWARDED_FOR"] == ",".join("1" * 40)
     from_client = sum(len(value) for key, value in captured.items() if key.startswith("HTTP_"))
     assert from_client <= pulled.request.size <= CAPTURED_VALUE_SIZE
+
+
+def test_a_forwarded_prefix_cannot_grow_queued_events_or_the_encoders_memo() -> None:
+    """Behind a prefix middleware (Werkzeug's ProxyFix with ``x_prefix``) the script name is whatever a
+    client sends as X-Forwarded-Prefix: a queued event keeps at most CAPTURED_VALUE_SIZE characters of it,
+    its target URL stays below what was kept, and the encoder remembers none of these events."""
+    dead = {"name": "dead", "url": "http://127.0.0.1:9/events"}
+    config = {"version": "0.1", "storage": {"inmemory": {}}, "notifications": {"endpoints": [dead]}}
+    app = make_app(load_config(config))  # not opened: no sender runs, every event stays queued
+    client = Client(ProxyFix(app, x_prefix=1))
+    data = b"content"
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    pushed = client.post(f"/v2/team/app/blobs/uploads/?digest={digest}", data=data)
+    assert pushed.status_code == 201
+    for number in range(20):
+        prefix = f"/{number}" + "p" * 300_000
+        pulled = client.head(f"/v2/team/app/blobs/{digest}", headers={"X-Forwarded-Prefix": prefix})
+        assert pulled.status_code == 200
+
+    assert app.notifier is not None
+    sender = app.notifier.senders[0][0]
+    queued = [event for event in list(sender._queue) if event.target.action == "pull"]
+    assert len(queued) == 20
+    encode = t.cast(Encoder, sender._encode)
+    for event in queued:
+        assert len(event.request.script_name) <= CAPTURED_VALUE_SIZE
+        url = json.loads(encode(event))["target"]["url"]
+        assert url.endswith(f"/v2/team/app/blobs/{digest}")
+        assert len(url) <= len(f"http://localhost/v2/team/app/blobs/{digest}") + CAPTURED_VALUE_SIZE
+    assert not encode._memo
 
 
 # -- health checks ----------------------------------------------------------------------------------
