@@ -197,7 +197,8 @@ class Ids:
     ``os.urandom`` each would be spent in the request thread. These are one random version-4 UUID per
     registry whose last 48 bits count up, so they are still UUIDs, unique within the registry and, by
     the 74 random bits of the rest, across registries. :attr:`take` is a C-level counter increment,
-    safe from any thread; :meth:`format` happens in the sender."""
+    safe from any thread. The sender writes ids with :data:`ID_FORMAT` inside the event's one %-format;
+    :meth:`format` is the same spelling for one id."""
 
     def __init__(self) -> None:
         random = uuid.uuid4()
